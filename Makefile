@@ -1,0 +1,31 @@
+# Two commands: `make demo` (train + evaluate a small RetinaNet on the synthetic shapes
+# dataset) and `make test` (the whole test suite). Both create .venv and install into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/shapes_retinanet
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m detection.tools.demo --model_dir $(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/input_pipeline.py
+	$(PY) bench/train_step.py
+
+clean:
+	rm -rf $(VENV) runs data .pytest_cache

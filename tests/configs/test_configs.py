@@ -1,0 +1,108 @@
+"""Default params keep the original framework's schema; its YAML files load strictly."""
+
+import pathlib
+
+import pytest
+import yaml
+
+from detection.configs import factory, loader
+from detection.hyperparameters import ParamsError
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+
+# Keys this framework adds to the original schema (each documented where it is defined).
+NEW_KEYS = {
+    "retinanet": {"nasfpn.min_level", "nasfpn.max_level"},
+    "mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"},
+    "shapemask": {"nasfpn.min_level", "nasfpn.max_level"},
+    "classification": {"architecture.multilevel_features"},
+}
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+@pytest.mark.parametrize("model", factory.MODELS)
+def test_defaults_match_original_schema(model):
+    original = _flatten(yaml.safe_load((DATA / "original_defaults" / f"{model}.yaml").read_text()))
+    ours = _flatten(factory.config_generator(model).as_dict())
+    missing = set(original) - set(ours)
+    assert not missing, f"keys of the original missing here: {sorted(missing)}"
+    extra = set(ours) - set(original)
+    assert extra <= NEW_KEYS[model], f"undocumented new keys: {sorted(extra - NEW_KEYS[model])}"
+    different = {k: (original[k], ours[k]) for k in original
+                 if original[k] != ours[k] or type(original[k]) is not type(ours[k])}
+    assert not different
+
+
+@pytest.mark.parametrize("model", factory.MODELS)
+def test_defaults_satisfy_their_restrictions(model):
+    factory.config_generator(model).validate()
+
+
+MODEL_OF_CONFIG = {
+    "retinanet_autoaugment.yaml": "retinanet",
+    "retinanet_nasfpn.yaml": "retinanet",
+    "spinenet49_retinanet.yaml": "retinanet",
+    "spinenet49_mrcnn.yaml": "mask_rcnn",
+    "spinenet49_classification.yaml": "classification",
+}
+
+
+def test_every_original_config_is_mapped():
+    assert sorted(p.name for p in (DATA / "original_configs").glob("*.yaml")) == \
+        sorted(MODEL_OF_CONFIG)
+
+
+@pytest.mark.parametrize("name, model", sorted(MODEL_OF_CONFIG.items()))
+def test_original_configs_load_strictly(name, model):
+    path = DATA / "original_configs" / name
+    params = loader.load_params(model, [str(path)])
+    overrides = _flatten(yaml.safe_load(path.read_text()))
+    resolved = _flatten(params.as_dict())
+    for key, value in overrides.items():
+        assert resolved[key] == value, key
+    assert params.locked
+
+
+def test_shapemask_restriction_catches_mismatch():
+    with pytest.raises(ParamsError, match="shapemask_head.mask_crop_size=16"):
+        loader.load_params("shapemask", params_override="shapemask_head.mask_crop_size=16")
+
+
+def test_unsupported_key_is_an_error():
+    with pytest.raises(ParamsError, match="num_cores_per_replica.*not supported"):
+        loader.load_params("retinanet", params_override="train.num_cores_per_replica=2")
+
+
+def test_inert_key_logs_no_effect(caplog):
+    import logging
+    with caplog.at_level(logging.WARNING):
+        loader.load_params("retinanet", params_override="{isolate_session_state: true}")
+    assert any("isolate_session_state" in r.getMessage() and "no effect" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_model_from_type_key(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("type: mask_rcnn\n")
+    assert loader.load_params(None, [str(path)]).type == "mask_rcnn"
+    with pytest.raises(ParamsError, match="--model=retinanet but the config files say"):
+        loader.load_params("retinanet", [str(path)])
+
+
+def test_config_files_apply_in_order_then_override(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("train: {total_steps: 10, train_batch_size: 4}\n")
+    second.write_text("train: {total_steps: 20}\n")
+    params = loader.load_params("retinanet", [str(first), str(second)],
+                                "train.train_batch_size=8")
+    assert params.train.total_steps == 20 and params.train.train_batch_size == 8
