@@ -158,9 +158,12 @@ class COCOEvaluator:
             if groundtruths is None:
                 raise ValueError('COCOEvaluator has no annotation_file, so update() needs the '
                                  'groundtruths of each batch.')
+            if 'source_id' not in groundtruths:
+                raise ValueError(f'groundtruths is missing key source_id; got keys '
+                                 f'{sorted(groundtruths)}.')
             keep = coco_utils.valid_entries(np.asarray(predictions['source_id']),
                                             predictions.get('valid'))
-            gt_ids = np.asarray(groundtruths.get('source_id', []))
+            gt_ids = np.asarray(groundtruths['source_id'])
             if gt_ids.shape != keep.shape or not np.array_equal(
                     gt_ids[keep], np.asarray(predictions['source_id'])[keep]):
                 raise ValueError(f'groundtruths source_id {gt_ids.tolist()} does not match '
