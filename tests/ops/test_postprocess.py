@@ -172,3 +172,19 @@ def test_mismatched_levels_raise():
     generator(box_out, cls_out, anchors, _IMAGE_SHAPE)
   with pytest.raises(ValueError, match='max_total_size'):
     postprocess.MultilevelDetectionGenerator(max_total_size=0)
+
+
+def test_without_nms_pads_when_fewer_pairs_than_max_total_size():
+  box_out, cls_out, anchors = _inputs(4)
+  num_pairs = sum(s * s for s in _LEVELS.values()) * _ANCHORS_PER_LOC * 3
+  generator = postprocess.MultilevelDetectionGenerator(
+      apply_nms=False, max_total_size=num_pairs + 7, score_threshold=0.0)
+  got = tf.function(generator, jit_compile=True)(box_out, cls_out, anchors,
+                                                 _IMAGE_SHAPE)
+  _, scores = _np_flatten(box_out, cls_out, anchors)
+  assert got['detection_scores'].shape == (2, num_pairs + 7)
+  np.testing.assert_array_equal(got['num_detections'], [num_pairs] * 2)
+  np.testing.assert_allclose(got['detection_scores'][:, :num_pairs],
+                             -np.sort(-scores.reshape(2, -1), axis=1),
+                             atol=1e-6)
+  np.testing.assert_array_equal(got['detection_boxes'][:, num_pairs:], 0)
