@@ -1,0 +1,1 @@
+"""Backbone networks: images -> multilevel feature maps {'2': C2, ...}."""
