@@ -17,6 +17,7 @@ import tensorflow as tf
 from detection.dataloader.tf_example_decoder import TfExampleDecoder
 from detection.tools import create_coco_tfrecord
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CATEGORIES = [{'id': 1, 'name': 'circle'}, {'id': 2, 'name': 'square'},
               {'id': 7, 'name': 'triangle'}]
 
@@ -206,7 +207,7 @@ def test_command_line(dataset, tmp_path):
       [sys.executable, '-m', 'detection.tools.create_coco_tfrecord', '--image_dir', image_dir,
        '--object_annotations_file', json_path, '--output_file_prefix', prefix,
        '--num_shards', '1', '--include_masks'],
-      check=True, capture_output=True)
+      check=True, capture_output=True, cwd=REPO_ROOT)
   records = _read_records([prefix + '-00000-of-00001.tfrecord'])
   assert len(records) == 5
   features = tf.train.Example.FromString(records[0]).features.feature
