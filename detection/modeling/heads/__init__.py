@@ -1,0 +1,1 @@
+"""Prediction heads over multilevel features."""

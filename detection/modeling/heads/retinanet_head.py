@@ -1,0 +1,150 @@
+"""RetinaNet class and box subnets.
+
+Lin, Goyal, Girshick, He, Dollar. "Focal Loss for Dense Object Detection",
+ICCV 2017. As the original TPU framework:
+
+- two subnets (class, box), each `num_convs` 3x3 convolutions of
+  `num_filters` channels and a 3x3 prediction convolution;
+- the convolutions are shared by all levels, but each (conv, level) pair has
+  its own batch norm: feature statistics differ between pyramid levels;
+- hidden convolutions start from N(0, 0.01) kernels and zero biases, the two
+  prediction convolutions from N(0, 1e-5) kernels; the class bias starts at
+  `-log((1 - 0.01) / 0.01)` so every anchor first predicts foreground with
+  probability 0.01 (without this the many easy negatives swamp the focal
+  loss in the first iterations);
+- separable convolutions (depth multiplier 1) keep the Keras default
+  initializers except for the class prior bias.
+"""
+
+import math
+
+import keras
+
+from detection.modeling.layers import norm_activation as norm_lib
+
+PRIOR_PROBABILITY = 0.01
+
+
+class RetinanetHead(keras.layers.Layer):
+    """Per-level class logits and box regressions.
+
+    Call: `features {'3': [b, h_3, w_3, c], ..., str(max_level): [...]}` ->
+    `(class_outputs {'3': [b, h_3, w_3, A * num_classes], ...},
+      box_outputs {'3': [b, h_3, w_3, A * 4], ...})` with
+    `A = anchors_per_location`; channel `a * num_classes + k` is class `k` of
+    anchor `a`, channel `a * 4 + j` is coordinate `j` of anchor `a`.
+    """
+
+    def __init__(self,
+                 min_level,
+                 max_level,
+                 num_classes,
+                 anchors_per_location,
+                 num_convs=4,
+                 num_filters=256,
+                 use_separable_conv=False,
+                 use_batch_norm=True,
+                 norm_activation=None,
+                 **kwargs):
+        """Initializes the head.
+
+        Args:
+          min_level: finest level.
+          max_level: coarsest level.
+          num_classes: classes per anchor, background included.
+          anchors_per_location: anchors per pixel (num_scales *
+            len(aspect_ratios)).
+          num_convs: hidden convolutions per subnet.
+          num_filters: channels of the hidden convolutions.
+          use_separable_conv: depthwise-separable instead of plain convs.
+          use_batch_norm: batch norm + activation after each hidden conv;
+            when False only the activation.
+          norm_activation: a `NormActivationConfig` (batch norm settings and
+            the activation).
+          **kwargs: `keras.layers.Layer` arguments.
+
+        Raises:
+          ValueError: on invalid sizes.
+        """
+        kwargs.setdefault('name', 'retinanet_head')
+        super().__init__(**kwargs)
+        for key, value, low in (('min_level', min_level, 1),
+                                ('num_classes', num_classes, 1),
+                                ('anchors_per_location', anchors_per_location,
+                                 1),
+                                ('num_convs', num_convs, 0),
+                                ('num_filters', num_filters, 1)):
+            if int(value) != value or value < low:
+                raise ValueError(
+                    f'retinanet_head: {key} must be an integer >= {low}, got '
+                    f'{value!r}')
+        if max_level < min_level:
+            raise ValueError(
+                f'retinanet_head: max_level {max_level} < min_level '
+                f'{min_level}')
+        self._min_level = min_level
+        self._max_level = max_level
+        self._num_classes = num_classes
+        self._anchors_per_location = anchors_per_location
+        self._use_separable_conv = use_separable_conv
+        self._use_batch_norm = use_batch_norm
+        norm_activation = norm_activation or norm_lib.NormActivationConfig()
+        self._activation_fn = norm_activation.activation_fn
+        levels = range(min_level, max_level + 1)
+
+        self._class_convs = [self._conv(num_filters, 0.01, 'zeros',
+                                        f'class-{i}')
+                             for i in range(num_convs)]
+        self._box_convs = [self._conv(num_filters, 0.01, 'zeros', f'box-{i}')
+                           for i in range(num_convs)]
+        self._class_norms = {}
+        self._box_norms = {}
+        if use_batch_norm:
+            for i in range(num_convs):
+                for level in levels:
+                    name = f'class-{i}-{level}'
+                    self._class_norms[name] = norm_activation.build(name=name)
+                    name = f'box-{i}-{level}'
+                    self._box_norms[name] = norm_activation.build(name=name)
+        prior_bias = -math.log((1.0 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+        self._class_predict = self._conv(
+            num_classes * anchors_per_location, 1e-5,
+            keras.initializers.Constant(prior_bias), 'class-predict')
+        self._box_predict = self._conv(
+            4 * anchors_per_location, 1e-5, 'zeros', 'box-predict')
+
+    def _conv(self, filters, stddev, bias_initializer, name):
+        if self._use_separable_conv:
+            return keras.layers.SeparableConv2D(
+                filters, 3, padding='same', depth_multiplier=1,
+                bias_initializer=bias_initializer, name=name)
+        return keras.layers.Conv2D(
+            filters, 3, padding='same',
+            kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
+            bias_initializer=bias_initializer, name=name)
+
+    def _subnet(self, x, level, convs, norms, prefix, training):
+        for i, conv in enumerate(convs):
+            x = conv(x)
+            if self._use_batch_norm:
+                x = norms[f'{prefix}-{i}-{level}'](x, training=training)
+            else:
+                x = self._activation_fn(x)
+        return x
+
+    def call(self, features, training=None):
+        class_outputs = {}
+        box_outputs = {}
+        for level in range(self._min_level, self._max_level + 1):
+            key = str(level)
+            if key not in features:
+                raise KeyError(
+                    f'retinanet_head: no features for level {key!r}; got '
+                    f'levels {sorted(features)}')
+            x = features[key]
+            class_outputs[key] = self._class_predict(self._subnet(
+                x, level, self._class_convs, self._class_norms, 'class',
+                training))
+            box_outputs[key] = self._box_predict(self._subnet(
+                x, level, self._box_convs, self._box_norms, 'box', training))
+        return class_outputs, box_outputs
