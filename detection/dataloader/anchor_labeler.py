@@ -76,8 +76,9 @@ class AnchorLabeler:
   """RetinaNet targets: per-anchor classes and box regression targets."""
 
   def __init__(self, anchors, match_threshold=0.5, unmatched_threshold=0.5):
-    """Args:
+    """Builds the labeler.
 
+    Args:
       anchors: a `detection.dataloader.anchors.Anchors`.
       match_threshold: float, IoU >= this is a positive.
       unmatched_threshold: float <= match_threshold, IoU < this is a negative.
@@ -140,8 +141,9 @@ class RpnAnchorLabeler(AnchorLabeler):
 
   def __init__(self, anchors, match_threshold=0.7, unmatched_threshold=0.3,
                rpn_batch_size_per_im=256, rpn_fg_fraction=0.5, seed=None):
-    """Args:
+    """Builds the labeler.
 
+    Args:
       anchors: a `detection.dataloader.anchors.Anchors`.
       match_threshold: float, IoU >= this is foreground.
       unmatched_threshold: float, IoU < this is background.
