@@ -1,0 +1,102 @@
+"""Training checkpoints in model_dir: save, resume, and find the step of a checkpoint.
+
+A checkpoint holds the model and the optimizer (slots and `iterations`, which *is* the global
+step: the learning-rate schedule reads it). Files are `model_dir/ckpt-<step>`; the checkpoint
+number is the global step, so a path says its step.
+
+Never unreadable: TensorFlow writes a checkpoint's shards to a temporary name, merges them into
+the final `ckpt-<step>.index/.data-*`, and only then rewrites the `checkpoint` state file
+(atomically, by rename) that `latest_checkpoint` reads. A process killed mid-save leaves at most
+a stray temporary directory; every checkpoint the state file lists is complete.
+
+Multi-worker: every worker must take part in a save (variables may need collectives), but only
+the chief's copy is kept; the others write to `model_dir/worker_tmp/<task>` and delete it.
+All workers resume from the chief's latest checkpoint.
+"""
+
+import logging
+import os
+import re
+
+import tensorflow as tf
+
+from detection.executor import distribution
+
+CHECKPOINT_NAME = "ckpt"
+_STEP_PATTERN = re.compile(r"-(\d+)$")
+
+_log = logging.getLogger(__name__)
+
+
+def step_of(checkpoint_path):
+    """The global step of `.../ckpt-<step>`; None for another naming."""
+    match = _STEP_PATTERN.search(checkpoint_path)
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_paths(model_dir):
+    """All checkpoints the state file of `model_dir` lists, oldest first."""
+    state = tf.train.get_checkpoint_state(model_dir)
+    return list(state.all_model_checkpoint_paths) if state else []
+
+
+class Checkpointer:
+    """Saves and restores (model, optimizer) in `model_dir`."""
+
+    def __init__(self, strategy, model, optimizer, model_dir, max_to_keep):
+        """Args:
+          strategy: the run's strategy (decides chief / worker directories).
+          model: keras.Model.
+          optimizer: the built optimizer (slots must exist before `restore_latest`).
+          model_dir: directory of the run.
+          max_to_keep: checkpoints kept in model_dir (older ones are deleted).
+        """
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self._optimizer = optimizer
+        self._model_dir = model_dir
+        self._is_chief = distribution.is_chief(strategy)
+        if self._is_chief:
+            self._directory = model_dir
+        else:
+            self._directory = os.path.join(model_dir, "worker_tmp",
+                                           str(distribution.task_id(strategy)))
+        self._manager = tf.train.CheckpointManager(
+            self.checkpoint, self._directory, max_to_keep=max_to_keep if self._is_chief else 1,
+            checkpoint_name=CHECKPOINT_NAME)
+        self._last_saved_step = None
+
+    @property
+    def step(self):
+        """The global step (the optimizer's iteration count)."""
+        return int(self._optimizer.iterations.numpy())
+
+    def latest(self):
+        """Path of the newest checkpoint in model_dir, or None."""
+        return tf.train.latest_checkpoint(self._model_dir)
+
+    def restore_latest(self):
+        """Restores the newest checkpoint of model_dir; returns its path or None if none."""
+        path = self.latest()
+        if path is None:
+            return None
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise ValueError(f"cannot resume from {path}: it does not match this model and "
+                             f"optimizer (changed architecture or optimizer?): {error}") from error
+        self._last_saved_step = self.step
+        _log.info("resumed from %s at step %d", path, self.step)
+        return path
+
+    def save(self):
+        """Saves at the current step (no-op if this step is already saved); returns the path."""
+        step = self.step
+        if step == self._last_saved_step:
+            return None
+        path = self._manager.save(checkpoint_number=step)
+        self._last_saved_step = step
+        if self._is_chief:
+            _log.info("saved checkpoint %s", path)
+        else:
+            tf.io.gfile.rmtree(self._directory)
+        return path
