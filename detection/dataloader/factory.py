@@ -1,0 +1,82 @@
+"""Builds parsers and input functions from the params tree (the dataloader's one factory)."""
+
+from detection.dataloader.anchors import Anchors
+from detection.dataloader.input_reader import InputReader
+from detection.dataloader.retinanet_parser import RetinanetParser
+from detection.hyperparameters import ParamsError
+
+TRAIN, EVAL, PREDICT = "train", "eval", "predict"
+
+
+def anchors_from_params(params, output_size):
+    """The Anchors of the architecture's levels for a network input of `output_size`."""
+    return Anchors(params.architecture.min_level, params.architecture.max_level,
+                   params.anchor.num_scales, params.anchor.aspect_ratios,
+                   params.anchor.anchor_size, output_size)
+
+
+def _autoaugment_from_policy(policy, parser_name):
+    if policy:
+        raise ParamsError(f"{parser_name}.aug_policy={policy!r}: AutoAugment policies are not "
+                          "implemented yet; leave it ''")
+    return None
+
+
+def _retinanet_parser(params, mode):
+    p = params.retinanet_parser
+    return RetinanetParser(
+        output_size=p.output_size,
+        anchors=anchors_from_params(params, p.output_size),
+        num_classes=params.architecture.num_classes,
+        is_training=mode == TRAIN,
+        match_threshold=p.match_threshold,
+        unmatched_threshold=p.unmatched_threshold,
+        aug_rand_hflip=p.aug_rand_hflip,
+        aug_scale_min=p.aug_scale_min,
+        aug_scale_max=p.aug_scale_max,
+        skip_crowd_during_training=p.skip_crowd_during_training,
+        max_num_instances=p.max_num_instances,
+        regenerate_source_id=p.regenerate_source_id,
+        autoaugment=_autoaugment_from_policy(p.aug_policy, "retinanet_parser"))
+
+
+_PARSERS = {"retinanet_parser": _retinanet_parser}
+
+
+def parser_from_params(params, mode):
+    """The parser named by `architecture.parser`, for `mode` (train / eval / predict)."""
+    name = params.architecture.parser
+    if name not in _PARSERS:
+        raise ParamsError(f"architecture.parser={name!r} is not available; available: "
+                          f"{', '.join(sorted(_PARSERS))}")
+    return _PARSERS[name](params, mode)
+
+
+def input_fn_from_params(params, mode, deterministic=False):
+    """Returns `dataset_fn(input_context) -> tf.data.Dataset` of per-replica batches.
+
+    The global batch (`train.train_batch_size` or `eval.eval_batch_size`) is split evenly
+    across the replicas that `input_context` describes; each host reads its own shard of files.
+    """
+    if mode == TRAIN:
+        file_pattern, global_batch = params.train.train_file_pattern, params.train.train_batch_size
+        dataset_type, key = params.train.train_dataset_type, "train.train_file_pattern"
+    else:
+        file_pattern, global_batch = params.eval.eval_file_pattern, params.eval.eval_batch_size
+        dataset_type, key = params.eval.eval_dataset_type, "eval.eval_file_pattern"
+    if not file_pattern:
+        raise ParamsError(f"{key} is empty: set it to the TFRecord files to read")
+    if dataset_type != "tfrecord":
+        raise ParamsError(f"dataset type {dataset_type!r} is not readable outside Google; "
+                          "convert the data to TFRecords and set the dataset type to 'tfrecord'")
+    parser = parser_from_params(params, mode)
+
+    def dataset_fn(input_context=None):
+        batch_size = global_batch
+        if input_context is not None:
+            batch_size = input_context.get_per_replica_batch_size(global_batch)
+        reader = InputReader(file_pattern, parser, is_training=mode == TRAIN,
+                             batch_size=batch_size, deterministic=deterministic)
+        return reader(input_context)
+
+    return dataset_fn
