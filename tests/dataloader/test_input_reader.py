@@ -138,15 +138,22 @@ def _corrupt(path, how):
     f.write(bytes(data))
 
 
+def test_files_longer_than_a_check_chunk_read_completely(tmp_path):
+  _write_files(str(tmp_path), [17, 32, 1])
+  dataset = InputReader(str(tmp_path / '*'), _parser, is_training=False, batch_size=4)()
+  assert sorted(_eval_ids(dataset)) == list(range(50))
+
+
 @pytest.mark.parametrize('how', ['truncate', 'flip'])
 @pytest.mark.parametrize('is_training', [False, True])
-def test_corrupt_file_error_names_the_file(tmp_path, how, is_training):
-  paths = _write_files(str(tmp_path), [3, 3, 3])
+@pytest.mark.parametrize('num_records', [3, 40])
+def test_corrupt_file_error_names_the_file(tmp_path, how, is_training, num_records):
+  paths = _write_files(str(tmp_path), [3, num_records, 3])
   _corrupt(paths[1], how)
   dataset = InputReader(str(tmp_path / '*'), _parser, is_training=is_training,
                         batch_size=2)()
   with pytest.raises(tf.errors.InvalidArgumentError, match=paths[1]):
-    for _ in dataset.take(20):
+    for _ in dataset.take(100):  # past the end of the bad file
       pass
 
 
