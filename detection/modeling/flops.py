@@ -1,0 +1,138 @@
+"""Counting the arithmetic of one forward pass.
+
+Two independent counts of the same traced graph (nothing is executed):
+
+- `count_macs`: walks the graph's ops and adds the multiply-accumulates of
+  convolutions (plain, depthwise) and matrix products from their static
+  shapes. These dominate detection networks; element-wise ops (batch norm,
+  activations, additions) are left out.
+- `profiler_flops`: TensorFlow's graph profiler (`float_operation`), which
+  counts a multiply-accumulate as 2 FLOPs and also counts some element-wise
+  ops.
+
+Published tables differ in what they call "FLOPs": TF Model Garden, the
+torchvision and timm tables report multiply-adds (profiler FLOPs / 2), so
+compare `macs` with those.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+_CONV_OPS = ('Conv2D', 'Conv3D')
+_DEPTHWISE_OPS = ('DepthwiseConv2dNative',)
+_MATMUL_OPS = ('MatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'BatchMatMul')
+
+
+@dataclasses.dataclass(frozen=True)
+class FlopsReport:
+    """Counts for one forward pass.
+
+    Attributes:
+      macs: multiply-accumulates of convolutions and matrix products.
+      profiler_flops: the TF profiler's float-op count (about `2 * macs`), or
+        None when the profiler is unavailable.
+    """
+
+    macs: int
+    profiler_flops: int | None
+
+    @property
+    def gmacs(self):
+        return self.macs / 1e9
+
+
+def _static_shape(tensor, op):
+    shape = tensor.shape
+    if not shape.is_fully_defined():
+        raise ValueError(
+            f'flops: op {op.name} ({op.type}) has a tensor of non-static '
+            f'shape {shape}; trace with a fully defined input shape')
+    return shape.as_list()
+
+
+def _op_macs(op):
+    if op.type in _CONV_OPS:
+        kernel = _static_shape(op.inputs[1], op)
+        out = _static_shape(op.outputs[0], op)
+        # kernel [*spatial, c_in, c_out]; every output element sums
+        # prod(spatial) * c_in products.
+        return int(np.prod(out)) * int(np.prod(kernel[:-1]))
+    if op.type in _DEPTHWISE_OPS:
+        kernel = _static_shape(op.inputs[1], op)
+        out = _static_shape(op.outputs[0], op)
+        return int(np.prod(out)) * int(np.prod(kernel[:-2]))
+    if op.type in _MATMUL_OPS:
+        a = _static_shape(op.inputs[0], op)
+        out = _static_shape(op.outputs[0], op)
+        transpose_a = (op.get_attr('transpose_a') if op.type == 'MatMul'
+                       else op.get_attr('adj_x'))
+        inner = a[-2] if transpose_a else a[-1]
+        return int(np.prod(out)) * int(inner)
+    return 0
+
+
+def _graph_macs(graph):
+    total = 0
+    for op in graph.get_operations():
+        total += _op_macs(op)
+    # Ops inside functional control flow / called functions.
+    for function in getattr(graph, '_functions', {}).values():
+        if hasattr(function, 'graph'):
+            total += _graph_macs(function.graph)
+    return total
+
+
+def trace_forward(fn, input_shape, dtype=tf.float32):
+    """Traces `fn(x)` for one input of `input_shape` into a graph.
+
+    Args:
+      fn: callable taking one tensor (e.g. `lambda x: model(x,
+        training=False)`); its variables must already exist.
+      input_shape: full static shape, e.g. `(1, 640, 640, 3)`.
+      dtype: input dtype.
+
+    Returns:
+      The `tf.Graph` of the traced concrete function.
+    """
+    concrete = tf.function(fn).get_concrete_function(
+        tf.TensorSpec(input_shape, dtype))
+    return concrete.graph
+
+
+def count_macs(fn, input_shape, dtype=tf.float32):
+    """Multiply-accumulates of convolutions and matmuls in one `fn` call."""
+    return _graph_macs(trace_forward(fn, input_shape, dtype))
+
+
+def profiler_flops(graph):
+    """The TF graph profiler's float-op count of `graph`, or None.
+
+    Returns None if the profiler cannot run here (it is a TF1-era tool that
+    may be missing from some builds).
+    """
+    try:
+        options = tf.compat.v1.profiler.ProfileOptionBuilder(
+            tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        ).with_empty_output().build()
+        info = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    except (AttributeError, ImportError, tf.errors.OpError):
+        return None
+    return int(info.total_float_ops)
+
+
+def forward_flops(fn, input_shape, dtype=tf.float32):
+    """Both counts for one forward pass of `fn` on `input_shape`.
+
+    Args:
+      fn: callable taking the input tensor, variables already built.
+      input_shape: full static input shape (batch included).
+      dtype: input dtype.
+
+    Returns:
+      A `FlopsReport`.
+    """
+    graph = trace_forward(fn, input_shape, dtype)
+    return FlopsReport(macs=_graph_macs(graph),
+                       profiler_flops=profiler_flops(graph))

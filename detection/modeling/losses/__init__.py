@@ -1,0 +1,1 @@
+"""Training losses (kept beside the model_fn, outside the network layers)."""
