@@ -75,17 +75,19 @@ class Fpn(keras.layers.Layer):
         self._use_batch_norm = use_batch_norm
         self._norm_activation = (
             norm_activation or norm_lib.NormActivationConfig())
-        self._relu = keras.layers.ReLU(name='extra_relu')
+        self._relu = keras.layers.ReLU(dtype=self.dtype_policy,
+                                       name='extra_relu')
         self._top_level = None
 
     def _conv(self, kernel_size, strides, name):
         if self._use_separable_conv:
             return keras.layers.SeparableConv2D(
                 self._fpn_feat_dims, kernel_size, strides=strides,
-                padding='same', depth_multiplier=1, name=name)
+                padding='same', depth_multiplier=1, dtype=self.dtype_policy,
+                name=name)
         return keras.layers.Conv2D(
             self._fpn_feat_dims, kernel_size, strides=strides,
-            padding='same', name=name)
+            padding='same', dtype=self.dtype_policy, name=name)
 
     def build(self, input_shape):
         if not isinstance(input_shape, dict) or not input_shape:
@@ -120,7 +122,8 @@ class Fpn(keras.layers.Layer):
         if self._use_batch_norm:
             self._norms = {
                 level: self._norm_activation.build(
-                    apply_activation=False, name=f'p{level}-bn')
+                    apply_activation=False, name=f'p{level}-bn',
+                    dtype=self.dtype_policy)
                 for level in range(self._min_level, self._max_level + 1)}
 
     def call(self, features, training=None):

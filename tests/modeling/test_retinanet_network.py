@@ -16,12 +16,14 @@ NUM_CLASSES = 3
 ANCHORS = 3
 
 
-def tiny_network():
+def tiny_network(dtype=None):
     return retinanet_network.RetinaNetNetwork(
-        backbone=resnet.ResNet(10),
-        fpn=fpn_lib.Fpn(3, 7, fpn_feat_dims=16),
+        backbone=resnet.ResNet(10, dtype=dtype),
+        fpn=fpn_lib.Fpn(3, 7, fpn_feat_dims=16, dtype=dtype),
         head=retinanet_head.RetinanetHead(
-            3, 7, NUM_CLASSES, ANCHORS, num_convs=1, num_filters=16))
+            3, 7, NUM_CLASSES, ANCHORS, num_convs=1, num_filters=16,
+            dtype=dtype),
+        dtype=dtype)
 
 
 def synthetic_labels(batch, size, seed=0):
@@ -54,6 +56,17 @@ def test_forward_shapes_and_dtype():
         assert cls.shape == (2, side, side, ANCHORS * NUM_CLASSES)
         assert box.shape == (2, side, side, ANCHORS * 4)
         assert cls.dtype == tf.float32 and box.dtype == tf.float32
+
+
+def test_mixed_precision_policy_reaches_every_sublayer():
+    network = tiny_network('mixed_bfloat16')
+    images = tf.random.normal([2, 64, 64, 3])
+    outputs = network(images, training=True)
+    features = network.fpn(network.backbone(images), training=False)
+    assert all(f.dtype == tf.bfloat16 for f in features.values())
+    assert all(v.dtype == tf.float32 for v in network.variables)
+    assert outputs['class_outputs']['3'].dtype == tf.float32
+    assert np.all(np.isfinite(outputs['box_outputs']['3']))
 
 
 def test_training_step_compiles_with_xla_and_lowers_the_loss():

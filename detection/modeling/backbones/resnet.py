@@ -49,7 +49,8 @@ class Conv2DFixedPadding(keras.layers.Layer):
             total = kernel_size - 1
             self._pad = keras.layers.ZeroPadding2D(
                 ((total // 2, total - total // 2),
-                 (total // 2, total - total // 2)), name='pad')
+                 (total // 2, total - total // 2)),
+                dtype=self.dtype_policy, name='pad')
         self._conv = keras.layers.Conv2D(
             filters,
             kernel_size,
@@ -57,6 +58,7 @@ class Conv2DFixedPadding(keras.layers.Layer):
             padding='same' if strides == 1 else 'valid',
             use_bias=False,
             kernel_initializer=keras.initializers.VarianceScaling(),
+            dtype=self.dtype_policy,
             name='conv')
 
     def call(self, inputs):
@@ -78,14 +80,17 @@ class _Block(keras.layers.Layer):
         self._projection = None
         if use_projection:
             self._projection = Conv2DFixedPadding(
-                filters * self.expansion, 1, strides, name='projection')
+                filters * self.expansion, 1, strides,
+                dtype=self.dtype_policy, name='projection')
             self._projection_norm = norm_activation.build(
-                apply_activation=False, name='projection_bn')
+                apply_activation=False, name='projection_bn',
+                dtype=self.dtype_policy)
         # DropBlock holds no weights, so one instance serves every site.
         self._dropblock = dropblock_lib.DropBlock(
-            dropblock_keep_prob, dropblock_size, name='dropblock')
+            dropblock_keep_prob, dropblock_size, dtype=self.dtype_policy,
+            name='dropblock')
         self._drop_connect = stochastic_depth.StochasticDepth(
-            drop_connect_rate, name='drop_connect')
+            drop_connect_rate, dtype=self.dtype_policy, name='drop_connect')
         self._convs = []
         self._norms = []
 
@@ -93,9 +98,11 @@ class _Block(keras.layers.Layer):
                   last):
         index = len(self._convs)
         self._convs.append(Conv2DFixedPadding(
-            filters, kernel_size, strides, name=f'conv{index}'))
+            filters, kernel_size, strides, dtype=self.dtype_policy,
+            name=f'conv{index}'))
         self._norms.append(norm_activation.build(
-            apply_activation=not last, name=f'conv{index}_bn'))
+            apply_activation=not last, name=f'conv{index}_bn',
+            dtype=self.dtype_policy))
 
     def call(self, inputs, training=None):
         shortcut = inputs
@@ -197,10 +204,13 @@ class ResNet(keras.layers.Layer):
                      else ResidualBlock)
         self._resnet_depth = resnet_depth
 
-        self._stem_conv = Conv2DFixedPadding(64, 7, 2, name='stem_conv')
-        self._stem_norm = norm_activation.build(name='stem_bn')
+        policy = self.dtype_policy
+        self._stem_conv = Conv2DFixedPadding(64, 7, 2, dtype=policy,
+                                             name='stem_conv')
+        self._stem_norm = norm_activation.build(name='stem_bn', dtype=policy)
         self._stem_pool = keras.layers.MaxPooling2D(
-            pool_size=3, strides=2, padding='same', name='stem_pool')
+            pool_size=3, strides=2, padding='same', dtype=policy,
+            name='stem_pool')
 
         self._groups = []
         for group_index, (filters, num_blocks) in enumerate(
@@ -219,6 +229,7 @@ class ResNet(keras.layers.Layer):
                     dropblock_keep_prob=dropblock_keep_prob,
                     dropblock_size=dropblock_size,
                     drop_connect_rate=rate,
+                    dtype=policy,
                     name=f'group{group_index + 1}_block{block_index}'))
             self._groups.append(blocks)
         self._output_channels = {

@@ -103,9 +103,11 @@ class RetinanetHead(keras.layers.Layer):
             for i in range(num_convs):
                 for level in levels:
                     name = f'class-{i}-{level}'
-                    self._class_norms[name] = norm_activation.build(name=name)
+                    self._class_norms[name] = norm_activation.build(
+                        name=name, dtype=self.dtype_policy)
                     name = f'box-{i}-{level}'
-                    self._box_norms[name] = norm_activation.build(name=name)
+                    self._box_norms[name] = norm_activation.build(
+                        name=name, dtype=self.dtype_policy)
         prior_bias = -math.log((1.0 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
         self._class_predict = self._conv(
             num_classes * anchors_per_location, 1e-5,
@@ -117,11 +119,13 @@ class RetinanetHead(keras.layers.Layer):
         if self._use_separable_conv:
             return keras.layers.SeparableConv2D(
                 filters, 3, padding='same', depth_multiplier=1,
-                bias_initializer=bias_initializer, name=name)
+                bias_initializer=bias_initializer, dtype=self.dtype_policy,
+                name=name)
         return keras.layers.Conv2D(
             filters, 3, padding='same',
             kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
-            bias_initializer=bias_initializer, name=name)
+            bias_initializer=bias_initializer, dtype=self.dtype_policy,
+            name=name)
 
     def _subnet(self, x, level, convs, norms, prefix, training):
         for i, conv in enumerate(convs):

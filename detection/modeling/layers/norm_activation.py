@@ -94,6 +94,7 @@ class NormActivation(keras.layers.Layer):
             gamma_initializer='zeros' if init_zero else 'ones',
             synchronized=use_sync_bn,
             trainable=trainable,
+            dtype=self.dtype_policy,
             name='batch_norm')
 
     def call(self, inputs, training=None):
@@ -135,8 +136,17 @@ class NormActivationConfig:
             raise ValueError(
                 f'batch_norm_epsilon: must be > 0, got {self.epsilon}')
 
-    def build(self, apply_activation=True, init_zero=False, name=None):
-        """Returns a new `NormActivation` layer with these settings."""
+    def build(self, apply_activation=True, init_zero=False, name=None,
+              dtype=None):
+        """Returns a new `NormActivation` layer with these settings.
+
+        Args:
+          apply_activation: False for a batch norm alone.
+          init_zero: start gamma at 0.
+          name: layer name.
+          dtype: dtype policy (parents pass their own: Keras does not
+            propagate a policy to sublayers).
+        """
         return NormActivation(
             momentum=self.momentum,
             epsilon=self.epsilon,
@@ -145,7 +155,8 @@ class NormActivationConfig:
             activation=self.activation,
             apply_activation=apply_activation,
             init_zero=init_zero,
-            name=name)
+            name=name,
+            dtype=dtype)
 
     @property
     def activation_fn(self):
