@@ -73,14 +73,32 @@ def _op_macs(op):
     return 0
 
 
+_CALL_OPS = ('PartitionedCall', 'StatefulPartitionedCall')
+
+
+def _find_function(graph, name):
+    while graph is not None:
+        function = getattr(graph, '_functions', {}).get(name)
+        if function is not None:
+            return function
+        graph = getattr(graph, 'outer_graph', None)
+    return None
+
+
 def _graph_macs(graph):
+    """MACs of `graph`, descending into called functions once per call.
+
+    The bodies of control flow (`If`, `While`) are not counted: detection
+    forward passes have none, and a loop's trip count is not static anyway.
+    """
     total = 0
     for op in graph.get_operations():
+        if op.type in _CALL_OPS:
+            function = _find_function(graph, op.get_attr('f').name)
+            if function is not None and hasattr(function, 'graph'):
+                total += _graph_macs(function.graph)
+            continue
         total += _op_macs(op)
-    # Ops inside functional control flow / called functions.
-    for function in getattr(graph, '_functions', {}).values():
-        if hasattr(function, 'graph'):
-            total += _graph_macs(function.graph)
     return total
 
 

@@ -159,3 +159,8 @@ def test_count_macs_on_hand_computed_layers():
     assert flops.count_macs(fn, (1, 16, 16, 4)) == expected
     with pytest.raises(ValueError, match='non-static'):
         flops.count_macs(fn, (None, 16, 16, 4))
+    # A nested tf.function is counted once per call.
+    inner = tf.function(conv)
+    assert flops.count_macs(lambda x: inner(inner(x)[..., :4]),
+                            (1, 16, 16, 4)) == (
+                                8 * 8 * 5 * 36 + 4 * 4 * 5 * 36)
