@@ -130,3 +130,110 @@ def pad_to_fixed_size(values, size, pad_value, name):
         padded = tf.pad(values, paddings, constant_values=pad_value)
     padded.set_shape([size] + values.shape.as_list()[1:])
     return padded
+
+
+def crop_and_resize_masks(masks, boxes, crop_size):
+    """Crops each instance mask to its box and resizes the crop to crop_size x crop_size.
+
+    Output pixel (i, j) of mask k is the bilinear sample of `masks[k]` at the centre of cell
+    (i, j) of a crop_size x crop_size grid laid over `boxes[k]`; boxes are in pixel edges
+    (a box [0, 0, h, w] covers the whole mask), so a binary shape that fills its box gives
+    values >= 0.5 on the whole crop. Samples within half a pixel of the mask border repeat
+    the border value instead of fading to 0.
+
+    Args:
+      masks: [n, h, w] float32 masks (n may be 0).
+      boxes: [n, 4] yxyx in pixels of the masks' image.
+      crop_size: static int, the output side.
+
+    Returns:
+      [n, crop_size, crop_size] float32.
+    """
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
+    # One pixel of edge replication keeps every sample (all within half a pixel of the
+    # image) inside the padded image, where crop_and_resize interpolates.
+    padded = tf.pad(masks, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")
+    padded_size = tf.cast(tf.shape(padded)[1:3], tf.float32)
+    cell = tf.tile(tf.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=-1),
+                   [1, 2]) / float(crop_size)
+    # crop_and_resize samples normalized [y1, y2] at y1 * (H - 1) + i * (y2 - y1) * (H - 1) /
+    # (crop - 1) in pixel-index coordinates (pixel centres at integers); place the first and
+    # last samples at the first and last cell centres. The +1 is the padding's shift, and
+    # -0.5 turns pixel edges into pixel-index coordinates.
+    first_last = boxes + tf.constant([0.5, 0.5, -0.5, -0.5]) * cell + 1.0 - 0.5
+    normalized = first_last / tf.tile(tf.maximum(padded_size - 1.0, 1.0), [2])
+    num_masks = tf.shape(masks)[0]
+    crops = tf.image.crop_and_resize(
+        padded[:, :, :, tf.newaxis], normalized, tf.range(num_masks, dtype=tf.int32),
+        [int(crop_size), int(crop_size)], method="bilinear")
+    return crops[:, :, :, 0]
+
+
+def random_crop_window(image_size, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
+                       min_object_covered=0.1, max_attempts=10, seed=None):
+    """Samples an Inception-style crop window covering a random area and aspect ratio.
+
+    Args:
+      image_size: [2] int32 (height, width).
+      area_range: (min, max) fraction of the image area the crop covers.
+      aspect_ratio_range: (min, max) width / height of the crop.
+      min_object_covered, max_attempts: as tf.image.sample_distorted_bounding_box (the
+        whole image is the only object).
+      seed: optional op seed.
+
+    Returns:
+      (offset [2] int32 (y, x), size [2] int32 (h, w)). When no window is found in
+      `max_attempts` the whole image is returned.
+    """
+    whole_image = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
+    image_shape = tf.concat([tf.cast(image_size, tf.int32), [3]], axis=0)
+    seed_pair = (0, 0) if seed is None else (seed, seed)
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        image_shape, bounding_boxes=whole_image, seed=seed_pair[0], seed2=seed_pair[1],
+        min_object_covered=min_object_covered, aspect_ratio_range=aspect_ratio_range,
+        area_range=area_range, max_attempts=max_attempts, use_image_if_no_bounding_boxes=True)
+    return begin[:2], size[:2]
+
+
+def center_crop_window(image_size, output_size, crop_padding=32):
+    """The centred square crop of ImageNet evaluation.
+
+    The crop side is `min(h, w) * out / (out + crop_padding)` with `out = min(output_size)`,
+    so that after resizing to `output_size` the image looks as if it had been resized to
+    `out + crop_padding` and centre-cropped to `out`.
+
+    Args:
+      image_size: [2] int32 (height, width).
+      output_size: (out_h, out_w) static ints.
+      crop_padding: int >= 0.
+
+    Returns:
+      (offset [2] int32 (y, x), size [2] int32 (side, side)).
+    """
+    image_size = tf.cast(image_size, tf.int32)
+    out = float(min(int(output_size[0]), int(output_size[1])))
+    side = tf.cast(out / (out + crop_padding) * tf.cast(tf.reduce_min(image_size), tf.float32),
+                   tf.int32)
+    side = tf.maximum(side, 1)
+    offset = (image_size - side + 1) // 2
+    return offset, tf.stack([side, side])
+
+
+def crop_and_resize_image(image, offset, size, output_size,
+                          method=tf.image.ResizeMethod.BILINEAR):
+    """Crops `image[y:y+h, x:x+w]` and resizes it to `output_size` (aspect not kept).
+
+    Args:
+      image: [h, w, c].
+      offset: [2] int32 (y, x); size: [2] int32 (crop_h, crop_w).
+      output_size: (out_h, out_w) static ints.
+
+    Returns:
+      [out_h, out_w, c] float32.
+    """
+    out_h, out_w = int(output_size[0]), int(output_size[1])
+    cropped = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([size, [-1]], 0))
+    resized = tf.image.resize(cropped, [out_h, out_w], method=method)
+    resized.set_shape([out_h, out_w, image.shape[-1]])
+    return resized
