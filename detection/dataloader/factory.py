@@ -1,7 +1,9 @@
 """Builds parsers and input functions from the params tree (the dataloader's one factory)."""
 
 from detection.dataloader.anchors import Anchors
+from detection.dataloader.classification_parser import ClassificationParser
 from detection.dataloader.input_reader import InputReader
+from detection.dataloader.maskrcnn_parser import MaskrcnnParser
 from detection.dataloader.retinanet_parser import RetinanetParser
 from detection.hyperparameters import ParamsError
 
@@ -40,7 +42,44 @@ def _retinanet_parser(params, mode):
         autoaugment=_autoaugment_from_policy(p.aug_policy, "retinanet_parser"))
 
 
-_PARSERS = {"retinanet_parser": _retinanet_parser}
+def _maskrcnn_parser(params, mode):
+    p = params.maskrcnn_parser
+    if p.copy_paste:
+        raise ParamsError(f"maskrcnn_parser.copy_paste={p.copy_paste!r}: copy-paste "
+                          "augmentation is not implemented yet; set it to false")
+    return MaskrcnnParser(
+        output_size=p.output_size,
+        anchors=anchors_from_params(params, p.output_size),
+        num_classes=params.architecture.num_classes,
+        is_training=mode == TRAIN,
+        rpn_match_threshold=p.rpn_match_threshold,
+        rpn_unmatched_threshold=p.rpn_unmatched_threshold,
+        rpn_batch_size_per_im=p.rpn_batch_size_per_im,
+        rpn_fg_fraction=p.rpn_fg_fraction,
+        aug_rand_hflip=p.aug_rand_hflip,
+        aug_scale_min=p.aug_scale_min,
+        aug_scale_max=p.aug_scale_max,
+        skip_crowd_during_training=p.skip_crowd_during_training,
+        max_num_instances=p.max_num_instances,
+        include_mask=params.architecture.include_mask,
+        mask_crop_size=p.mask_crop_size,
+        regenerate_source_id=p.regenerate_source_id)
+
+
+def _classification_parser(params, mode):
+    p = params.classification_parser
+    return ClassificationParser(
+        output_size=p.output_size,
+        num_classes=params.architecture.num_classes,
+        is_training=mode == TRAIN,
+        aug_rand_hflip=p.aug_rand_hflip)
+
+
+_PARSERS = {
+    "retinanet_parser": _retinanet_parser,
+    "maskrcnn_parser": _maskrcnn_parser,
+    "classification_parser": _classification_parser,
+}
 
 
 def parser_from_params(params, mode):
