@@ -1,5 +1,6 @@
-"""ResNet backbone and its layers: norm+activation, DropBlock, stochastic depth."""
+"""ResNet backbone and its layers: norm+activation, DropBlock, drop connect."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -125,8 +126,7 @@ def test_batch_norm_options_reach_every_batch_norm():
     images = tf.random.normal([2, 64, 64, 3], seed=1)
     inference = model(images, training=False)
     norms = [layer for layer in model._flatten_layers()
-             if isinstance(layer, tf.keras.layers.BatchNormalization) or
-             type(layer).__name__ == 'BatchNormalization']
+             if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(norms) == 1 + 4 * 2 + 4  # stem, 2 per block, 4 projections.
     assert all(n.momentum == 0.9 and n.epsilon == 1e-3 for n in norms)
     assert all(not n.trainable_weights for n in norms)
