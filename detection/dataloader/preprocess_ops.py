@@ -188,9 +188,8 @@ def random_crop_window(image_size, area_range=(0.08, 1.0), aspect_ratio_range=(3
     """
     whole_image = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
     image_shape = tf.concat([tf.cast(image_size, tf.int32), [3]], axis=0)
-    seed_pair = (0, 0) if seed is None else (seed, seed)
     begin, size, _ = tf.image.sample_distorted_bounding_box(
-        image_shape, bounding_boxes=whole_image, seed=seed_pair[0], seed2=seed_pair[1],
+        image_shape, bounding_boxes=whole_image, seed=0 if seed is None else seed,
         min_object_covered=min_object_covered, aspect_ratio_range=aspect_ratio_range,
         area_range=area_range, max_attempts=max_attempts, use_image_if_no_bounding_boxes=True)
     return begin[:2], size[:2]
