@@ -19,6 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from detection.executor import distribution
 from detection.executor import inputs
 from detection.executor import model_fn as model_fn_lib
 
@@ -53,8 +54,10 @@ class Evaluation:
         self._eval_samples = eval_samples
         self._skip_eval_loss = skip_eval_loss
         self._evaluator = model_fn.build_evaluator()
-        forward = tf.function(self._forward, jit_compile=True) if jit_compile else self._forward
-        self._forward_fn = forward
+        if jit_compile and not distribution.is_tpu_strategy(strategy):
+            self._forward_fn = tf.function(self._forward, jit_compile=True)
+        else:
+            self._forward_fn = self._forward
         self._step = tf.function(
             lambda features, labels: strategy.run(self._replica_step, args=(features, labels)))
 

@@ -16,6 +16,7 @@ import logging
 
 import tensorflow as tf
 
+from detection.executor import distribution
 from detection.executor import model_fn as model_fn_lib
 from detection.executor import variable_selection
 
@@ -57,7 +58,7 @@ class TrainStep:
           regularized_variables: variables in the L2 penalty.
           l2_weight_decay: L2 weight (see `variable_selection.l2_loss`).
           gradient_clip_norm: global-norm clip of the summed gradient; <= 0 disables.
-          jit_compile: compile the replica forward/backward pass with XLA.
+          jit_compile: compile the replica forward/backward pass with XLA (implicit on TPU).
         """
         self._strategy = strategy
         self._model_fn = model_fn
@@ -68,7 +69,9 @@ class TrainStep:
         self._l2_weight_decay = float(l2_weight_decay or 0.0)
         self._clip_norm = float(gradient_clip_norm or 0.0)
         self.loss_names = None
-        if jit_compile:
+        # TPUStrategy compiles the whole host loop with XLA already; a nested must-compile
+        # function is only needed (and only wanted) on CPU/GPU.
+        if jit_compile and not distribution.is_tpu_strategy(strategy):
             self.compute_gradients = tf.function(self._compute_gradients, jit_compile=True)
         else:
             self.compute_gradients = self._compute_gradients

@@ -111,4 +111,5 @@ def test_format_duration_and_progress_line():
     line = summaries.progress_line(
         600, 22500, {"total_loss": 1.2344, "model_loss": 1.0, "l2_regularization_loss": 0.0,
                      "cls_loss": 0.8, "box_loss": 0.01}, 0.08, 12.34, 3725)
-    assert line == "step 600/22500 | loss 1.234 (cls 0.8, box 0.01) | lr 0.08 | 12.3 img/s | ETA 1h02m"
+    assert line == ("step 600/22500 | loss 1.234 (cls 0.8, box 0.01) | lr 0.08 | 12.3 img/s | "
+                    "ETA 1h02m")
