@@ -16,6 +16,7 @@ from detection.executor import config as config_lib
 from detection.executor import distribution
 from detection.executor import model_fn as model_fn_lib
 from detection.executor import trainer as trainer_lib
+from detection.executor import warm_start
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,6 @@ def test_warm_start_loads_matching_and_skips_other_head(tmp_path, strategy, capl
     executor.run("train", fakes.FakeModelFn(source), source, str(tmp_path / "src"), strategy)
     src = tf.train.load_checkpoint(str(tmp_path / "src" / "ckpt-2"))
     src_values = {}
-    from detection.executor import warm_start
     for name, (key, _) in warm_start.checkpoint_entries(str(tmp_path / "src" / "ckpt-2")).items():
         src_values[name] = src.get_tensor(key)
     assert set(src_values) == {"conv/kernel", "conv/bias", "bn/gamma", "bn/beta",
@@ -204,3 +204,23 @@ def test_bfloat16_only_on_tpu_and_mixed_policy_trains(tmp_path, strategy, caplog
     assert reference.model.get_layer("conv").compute_dtype == "float32"
     assert trainer.last_losses["total_loss"] == pytest.approx(
         reference.last_losses["total_loss"], rel=2e-2)
+
+
+def test_warm_start_from_name_based_checkpoint(tmp_path, strategy):
+    # A TF1-style checkpoint: keys are variable names, here under an outer scope.
+    rng = np.random.default_rng(3)
+    entries = {"outer/conv/kernel": rng.normal(size=(3, 3, 3, 4)).astype(np.float32),
+               "outer/head/kernel": rng.normal(size=(4, 7)).astype(np.float32),
+               "global_step": np.array(100, np.int64)}
+    prefix = str(tmp_path / "tf1" / "model.ckpt-100")
+    tf.io.gfile.makedirs(str(tmp_path / "tf1"))
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(entries),
+                      shape_and_slices=[""] * len(entries),
+                      tensors=[tf.constant(v) for v in entries.values()])
+    model = fakes.FakeModelFn(fakes.make_params()).build_model()
+    loaded, skipped = warm_start.warm_start(model, prefix)
+    assert loaded == ["conv/kernel"]
+    np.testing.assert_array_equal(model.get_layer("conv").kernel.numpy(),
+                                  entries["outer/conv/kernel"])
+    assert ("head/kernel", "shape [4, 7] in checkpoint vs [4, 3]") in skipped
+    assert ("conv/bias", "not in checkpoint") in skipped
