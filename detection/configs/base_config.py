@@ -45,6 +45,11 @@ BASE_CFG = {
         "gradient_clip_norm": 0.0,
         "space_to_depth_block_size": 1,
         "pre_parser_dataset": {"file_pattern": "", "dataset_type": "tfrecord"},
+        # New (executor): save every N steps at a host-loop boundary (null: every host loop),
+        # how many checkpoints to keep, and XLA for the step (null: on for TPU only).
+        "checkpoint_interval": None,
+        "checkpoint_max_to_keep": 5,
+        "jit_compile": None,
     },
     "eval": {
         "eval_batch_size": 8,

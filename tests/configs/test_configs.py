@@ -17,6 +17,8 @@ NEW_KEYS = {
     "shapemask": {"nasfpn.min_level", "nasfpn.max_level"},
     "classification": {"architecture.multilevel_features"},
 }
+EXECUTOR_KEYS = {"train.checkpoint_interval", "train.checkpoint_max_to_keep", "train.jit_compile"}
+NEW_KEYS = {model: keys | EXECUTOR_KEYS for model, keys in NEW_KEYS.items()}
 
 
 def _flatten(tree, prefix=""):
