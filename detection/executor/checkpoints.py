@@ -1,6 +1,7 @@
 """Training checkpoints in model_dir: save, resume, and find the step of a checkpoint.
 
-A checkpoint holds the model and the optimizer (slots and `iterations`, which *is* the global
+A checkpoint holds every model variable, keyed by its unique Keras path
+(`model/resnet.Sstem_conv.Sconv.Skernel`, `.S` escaping `/`), and the optimizer (slots and `iterations`, which *is* the global
 step: the learning-rate schedule reads it). Files are `model_dir/ckpt-<step>`; the checkpoint
 number is the global step, so a path says its step.
 
@@ -28,6 +29,47 @@ _STEP_PATTERN = re.compile(r"-(\d+)$")
 _log = logging.getLogger(__name__)
 
 
+def model_variables(model):
+    """{variable path below the model: variable} for every variable of `model`.
+
+    Checkpoints track this dict rather than the model object: Keras 3 layers kept in Python
+    lists or dicts (FPN levels, head subnets) are not children in TensorFlow's object graph,
+    so an object-based `Checkpoint(model=model)` silently misses their variables - batch norm
+    statistics included. Paths also make checkpoints readable and stable across refactors
+    that keep layer names. The model's own name is dropped from the path, because Keras
+    uniquifies auto-generated model names within a process (`model_1/...`).
+
+    Raises:
+      ValueError: two variables share a path (the model must name its layers uniquely).
+    """
+    variables = {}
+    root = model.name + "/"
+    for variable in model.variables:
+        key = variable.path[len(root):] if variable.path.startswith(root) else variable.path
+        if key in variables:
+            raise ValueError(f"two model variables share the path {variable.path!r}; give "
+                             "their layers distinct names")
+        variables[key] = variable
+    return variables
+
+
+def restore_model(model, checkpoint_path):
+    """Restores every variable of `model` from a checkpoint of this executor.
+
+    Raises:
+      ValueError: a model variable is missing from the checkpoint (another architecture).
+    """
+    checkpoint = tf.train.Checkpoint(model=model_variables(model))
+    # The optimizer's slots are not needed here; expect_partial also keeps TensorFlow from
+    # logging every unrestored slot when the status is garbage collected.
+    status = checkpoint.restore(checkpoint_path).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(f"{checkpoint_path} does not hold this model's variables: "
+                         f"{str(error)[:300]}") from None
+
+
 def step_of(checkpoint_path):
     """The global step of `.../ckpt-<step>`; None for another naming."""
     match = _STEP_PATTERN.search(checkpoint_path)
@@ -51,7 +93,7 @@ class Checkpointer:
           model_dir: directory of the run.
           max_to_keep: checkpoints kept in model_dir (older ones are deleted).
         """
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self.checkpoint = tf.train.Checkpoint(model=model_variables(model), optimizer=optimizer)
         self._optimizer = optimizer
         self._model_dir = model_dir
         self._is_chief = distribution.is_chief(strategy)

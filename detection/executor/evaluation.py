@@ -58,8 +58,10 @@ class Evaluation:
             self._forward_fn = tf.function(self._forward, jit_compile=True)
         else:
             self._forward_fn = self._forward
-        self._step = tf.function(
-            lambda features, labels: strategy.run(self._replica_step, args=(features, labels)))
+        self._step = tf.function(self._distributed_step)
+
+    def _distributed_step(self, features, labels):
+        return self._strategy.run(self._replica_step, args=(features, labels))
 
     def _forward(self, features, labels):
         outputs = self._model_fn(self._model, features, labels, model_fn_lib.EVAL)

@@ -78,7 +78,6 @@ def _train_and_eval(model_fn, params, config, model_dir, strategy):
 
 def _continuous_eval(model_fn, config, model_dir, strategy):
     model = trainer_lib.build_model(model_fn, strategy, config.use_bfloat16)
-    checkpoint = tf.train.Checkpoint(model=model)
     evaluator = _make_evaluation(strategy, model_fn, model, config)
     sink = _MetricsSink(model_dir, config, strategy)
     metrics = None
@@ -86,7 +85,7 @@ def _continuous_eval(model_fn, config, model_dir, strategy):
                                               timeout=config.eval_timeout):
         step = checkpoints.step_of(path)
         try:
-            checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
+            checkpoints.restore_model(model, path)
         except tf.errors.NotFoundError:
             # Deleted by the trainer's max_to_keep before we got to it.
             _log.warning("checkpoint %s disappeared before evaluation; skipped", path)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from detection.configs import loader
 from detection.dataloader import preprocess_ops
+from detection.executor import checkpoints
 from detection.executor.model_fn import PREDICT
 from detection.hyperparameters import ParamsError
 from detection.modeling import factory as model_factory
@@ -39,7 +40,7 @@ class Detector:
         self.checkpoint_path = path
         self._model_fn = model_factory.model_fn_from_params(params)
         self._model = self._model_fn.build_model()
-        tf.train.Checkpoint(model=self._model).restore(path).expect_partial()
+        checkpoints.restore_model(self._model, path)
         self._output_size = list(params[params.architecture.parser].output_size)
         self._predict = tf.function(self._predict_batch, jit_compile=True)
 
