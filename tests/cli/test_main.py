@@ -136,3 +136,11 @@ def test_train_needs_model_dir():
 def test_tpu_strategy_needs_tpu():
     _assert_usage_error(_run("--model=retinanet", "--mode=train", "--model_dir=/tmp/x",
                              "--strategy_type=tpu"), "--tpu")
+
+
+def test_model_without_implementation_says_so(tmp_path):
+    result = _run("--model=mask_rcnn", "--mode=train", f"--model_dir={tmp_path}",
+                  "--params_override=train.train_file_pattern=/nonexistent-*")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "model 'mask_rcnn' is not implemented yet; available: retinanet" in result.stderr
