@@ -1,0 +1,214 @@
+"""Parameters and forward-pass arithmetic of a model, per component, without data or training.
+
+    python -m detection.tools.model_summary --model=retinanet \
+        [--config_file=F ...] [--params_override=S]
+
+Builds the network from the params (float32; the counts do not depend on the compute dtype)
+and prints, for the backbone, the feature pyramid, the head and the whole network: all and
+trainable parameters, and the multiply-accumulates of one forward pass of a batch of 1 at the
+parser's `output_size`.
+
+Units: "GMACs" are 1e9 multiply-accumulates of convolutions and matrix products (what TF Model
+Garden, torchvision and timm tables call "FLOPs"); "GFLOPs" are 2 x GMACs (one multiply and
+one add each). Element-wise work (batch norm, activations, additions, upsampling) is not
+counted. Each component is traced on its own from zero inputs of its static input shapes, so
+the three rows add up to the separately traced whole network only if nothing runs outside them.
+
+Bad flags or params end the process with exit code 2 and one line on stderr.
+"""
+
+import dataclasses
+import math
+import sys
+
+from detection.configs import factory as config_factory
+from detection.configs import loader
+from detection.hyperparameters import ParamsError
+from detection.main_lib import EXIT_USAGE, UsageError, _OneLineParser
+
+PROG = "model_summary"
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentSummary:
+    """Counts of one part of a network.
+
+    Attributes:
+      name: 'backbone', 'fpn', 'head' or 'total'.
+      params: number of scalars in all weights (batch-norm moving statistics included).
+      trainable_params: number of scalars in the trainable weights.
+      macs: multiply-accumulates of one forward pass (convolutions and matrix products).
+    """
+
+    name: str
+    params: int
+    trainable_params: int
+    macs: int
+
+    @property
+    def gmacs(self):
+        return self.macs / 1e9
+
+    @property
+    def gflops(self):
+        return 2 * self.macs / 1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSummary:
+    """What `summarize` found: the components in call order, then the whole network.
+
+    Attributes:
+      description: one line naming the architecture.
+      input_shape: `(1, H, W, 3)`, the traced input.
+      components: ComponentSummary rows, the last one named 'total' (the whole network,
+        counted on its own rather than summed).
+    """
+
+    description: str
+    input_shape: tuple
+    components: tuple
+
+
+def _count(weights):
+    return sum(math.prod(int(d) for d in w.shape) for w in weights)
+
+
+def _row(name, layer, macs):
+    return ComponentSummary(name=name, params=_count(layer.weights),
+                            trainable_params=_count(layer.trainable_weights), macs=int(macs))
+
+
+def _retinanet_summary(params):
+    # Heavy imports (TensorFlow, Keras) only once the flags and params are known to be valid.
+    import tensorflow as tf
+
+    from detection.modeling import architecture_factory, flops
+
+    height, width = (int(v) for v in params.retinanet_parser.output_size)
+    input_shape = (1, height, width, 3)
+    network = architecture_factory.retinanet_network_from_params(params, dtype="float32")
+    # Weight shapes do not depend on the image size: build on the smallest input whose
+    # coarsest level is still 1x1, which is much faster than an eager pass at full size.
+    side = 2 ** int(params.architecture.max_level)
+    network(tf.zeros([1, side, side, 3]), training=False)
+
+    def _shapes(tensors):
+        return {level: tuple(t.shape) for level, t in tensors.items()}
+
+    # Static shapes of the component inputs at the real size, from a symbolic trace.
+    spec = tf.TensorSpec(input_shape, tf.float32)
+    backbone_shapes = _shapes(tf.function(
+        lambda x: network.backbone(x, training=False)).get_concrete_function(spec)
+        .structured_outputs)
+    fpn_shapes = _shapes(tf.function(
+        lambda x: network.fpn(network.backbone(x, training=False), training=False))
+        .get_concrete_function(spec).structured_outputs)
+
+    def _from_zeros(layer, shapes):
+        # The zero inputs are graph constants, so the traced graph holds exactly this
+        # layer's operations (tracing folds nothing).
+        return lambda unused: layer({k: tf.zeros(s) for k, s in shapes.items()},
+                                    training=False)
+
+    backbone_macs = flops.count_macs(lambda x: network.backbone(x, training=False),
+                                     input_shape)
+    fpn_macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
+    head_macs = flops.count_macs(_from_zeros(network.head, fpn_shapes), (1,))
+    total_macs = flops.count_macs(lambda x: network(x, training=False), input_shape)
+    architecture = params.architecture
+    head = params.retinanet_head
+    description = (
+        f"RetinaNet: {architecture.backbone}"
+        + (f"-{params.resnet.resnet_depth}" if architecture.backbone == "resnet" else "")
+        + f", {architecture.multilevel_features} P{architecture.min_level}-"
+        f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch), head "
+        f"{head.num_convs}x{head.num_filters}, {architecture.num_classes} classes, "
+        f"{architecture_factory.anchors_per_location(params)} anchors/location")
+    rows = (_row("backbone", network.backbone, backbone_macs),
+            _row("fpn", network.fpn, fpn_macs),
+            _row("head", network.head, head_macs),
+            _row("total", network, total_macs))
+    return ModelSummary(description=description, input_shape=input_shape, components=rows)
+
+
+_SUMMARIES = {"retinanet": _retinanet_summary}
+
+
+def summarize(params):
+    """Counts parameters and forward MACs of `params.type`'s network, per component.
+
+    Args:
+      params: a loaded ParamsDict.
+
+    Returns:
+      A ModelSummary.
+
+    Raises:
+      ParamsError: the model type is not implemented, or a value is rejected when the
+        parts are built (the message names it).
+    """
+    from detection.modeling import factory as model_factory
+
+    # The modeling factory is the one list of implemented models; it names what exists.
+    model_factory.model_fn_from_params(params)
+    if params.type not in _SUMMARIES:
+        raise ParamsError(f"model '{params.type}': no per-component summary is implemented "
+                          f"yet; available: {', '.join(sorted(_SUMMARIES))}")
+    try:
+        return _SUMMARIES[params.type](params)
+    except ParamsError:
+        raise
+    except ValueError as error:
+        # Constructor checks of the layers (e.g. fpn_feat_dims < 1) name the bad value.
+        raise ParamsError(str(error).splitlines()[0]) from None
+
+
+def format_summary(summary):
+    """The summary as a markdown table with a header line and a note on units."""
+    batch, height, width, channels = summary.input_shape
+    lines = [summary.description,
+             f"input {batch}x{height}x{width}x{channels} (batch x height x width x channels)",
+             "",
+             "| component | params | trainable params | GMACs | GFLOPs (2 x MACs) |",
+             "|---|---:|---:|---:|---:|"]
+    for row in summary.components:
+        lines.append(f"| {row.name} | {row.params:,} ({row.params / 1e6:.2f} M) | "
+                     f"{row.trainable_params:,} | {row.gmacs:.2f} | {row.gflops:.2f} |")
+    lines += ["",
+              "GMACs: 1e9 multiply-accumulates of convolutions and matrix products in one "
+              "forward pass (TF Model Garden, torchvision and timm call this number \"FLOPs\"); "
+              "GFLOPs = 2 x GMACs. Element-wise ops (batch norm, activations, additions) are "
+              "not counted. params include batch-norm moving statistics; trainable params "
+              "do not."]
+    return "\n".join(lines)
+
+
+def build_parser():
+    parser = _OneLineParser(prog=f"python -m detection.tools.{PROG}", allow_abbrev=False,
+                            description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=config_factory.MODELS, default=None,
+                        help="model type; defaults to the `type` key of the config files")
+    parser.add_argument("--config_file", action="append", default=[],
+                        help="YAML file of parameters; repeatable, applied in order")
+    parser.add_argument("--params_override", default="",
+                        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last")
+    return parser
+
+
+def main(argv=None):
+    """Prints the summary table; returns the exit code (2 on a bad flag or param)."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        params = loader.load_params(args.model, args.config_file, args.params_override)
+        summary = summarize(params)
+    except (UsageError, ParamsError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""model_summary: exact parameter counts, hand-counted MACs, exit code 2 on bad input."""
+
+import pytest
+import tensorflow as tf
+
+from detection.configs import loader
+from detection.modeling import architecture_factory
+from detection.tools import model_summary
+
+# ResNet-10, 16-channel FPN on P3-P7, one 16-filter conv per subnet, 3 classes, 64x64 input.
+TINY = ("{resnet: {resnet_depth: 10}, fpn: {fpn_feat_dims: 16}, "
+        "retinanet_head: {num_convs: 1, num_filters: 16}, "
+        "retinanet_parser: {output_size: [64, 64]}, architecture: {num_classes: 3}}")
+A = 9  # 3 scales x 3 aspect ratios
+K = 3  # classes, background included
+F = 16  # FPN channels = head filters
+# Level l (3..7) of a 64x64 input has side ceil(64 / 2^l): 8, 4, 2, 1, 1.
+SIDES = {3: 8, 4: 4, 5: 2, 6: 1, 7: 1}
+PIXELS = sum(s * s for s in SIDES.values())  # 86
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+    return loader.load_params("retinanet", params_override=TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_summary(tiny_params):
+    return model_summary.summarize(tiny_params)
+
+
+def _rows(summary):
+    return {row.name: row for row in summary.components}
+
+
+def test_total_params_equal_keras_count_of_independently_built_network(tiny_params,
+                                                                       tiny_summary):
+    network = architecture_factory.retinanet_network_from_params(tiny_params)
+    network(tf.zeros([1, 64, 64, 3]), training=False)
+    rows = _rows(tiny_summary)
+    assert rows["total"].params == network.count_params()
+    trainable = sum(int(tf.size(w)) for w in network.trainable_weights)
+    assert rows["total"].trainable_params == trainable
+    assert rows["total"].trainable_params < rows["total"].params  # BN moving stats
+
+
+def test_components_sum_to_separately_counted_total(tiny_summary):
+    rows = _rows(tiny_summary)
+    assert [r.name for r in tiny_summary.components] == ["backbone", "fpn", "head", "total"]
+    parts = [rows[name] for name in ("backbone", "fpn", "head")]
+    for field in ("params", "trainable_params", "macs"):
+        assert sum(getattr(p, field) for p in parts) == getattr(rows["total"], field), field
+    assert all(p.macs > 0 and p.params > 0 for p in parts)
+    assert tiny_summary.input_shape == (1, 64, 64, 3)
+
+
+def test_head_counts_by_hand(tiny_summary):
+    head = _rows(tiny_summary)["head"]
+    conv3x3 = 9 * F  # products per output channel per pixel of a 3x3 conv on F channels
+    # Per level: class conv (F out), class prediction (A*K out), box conv (F), box
+    # prediction (A*4); the convolutions are shared across levels.
+    assert head.macs == PIXELS * conv3x3 * (F + A * K + F + A * 4)
+    weights = (conv3x3 * F + F) * 2 + (conv3x3 * A * K + A * K) + (conv3x3 * A * 4 + A * 4)
+    # One batch norm per (subnet, conv, level): gamma, beta trainable; mean, var not.
+    norms = 2 * 1 * len(SIDES) * F
+    assert head.trainable_params == weights + 2 * norms
+    assert head.params == weights + 4 * norms
+
+
+def test_fpn_macs_by_hand(tiny_summary):
+    # ResNet-10 (basic blocks) gives C3, C4, C5 with 128, 256, 512 channels.
+    laterals = (SIDES[3] ** 2 * 128 + SIDES[4] ** 2 * 256 + SIDES[5] ** 2 * 512) * F
+    outputs = (SIDES[3] ** 2 + SIDES[4] ** 2 + SIDES[5] ** 2) * 9 * F * F
+    extra = (SIDES[6] ** 2 + SIDES[7] ** 2) * 9 * F * F  # stride-2 3x3 for P6, P7
+    assert _rows(tiny_summary)["fpn"].macs == laterals + outputs + extra
+
+
+def test_units_and_table(tiny_summary):
+    total = _rows(tiny_summary)["total"]
+    assert total.gmacs == total.macs / 1e9
+    assert total.gflops == 2 * total.macs / 1e9
+    text = model_summary.format_summary(tiny_summary)
+    assert f"| total | {total.params:,} " in text
+    assert "GFLOPs (2 x MACs)" in text and "\"FLOPs\"" in text
+
+
+def test_main_prints_table(capsys):
+    assert model_summary.main(["--model=retinanet", f"--params_override={TINY}"]) == 0
+    out = capsys.readouterr().out
+    assert "| backbone |" in out and "| head |" in out and "| total |" in out
+    assert "input 1x64x64x3" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--model=mask_rcnn"], "not implemented yet"),
+    (["--model=classification"], "not implemented yet"),
+    (["--modle=retinanet"], "did you mean --model"),
+    (["--model=retinanet", "--params_override=fpn.fpn_feat_dim=16"], "fpn_feat_dim"),
+    (["--model=retinanet", "--params_override=fpn.fpn_feat_dims=0"], "fpn_feat_dims"),
+    (["--model=retinanet", "--config_file=/nonexistent/x.yaml"], "/nonexistent/x.yaml"),
+    (["--model=nonesuch"], "nonesuch"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, argv, expected):
+    assert model_summary.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("model_summary: error: ")
+    assert expected in lines[0]
