@@ -1,0 +1,69 @@
+"""Every ready experiment under configs/ loads strictly and documents itself."""
+
+import pathlib
+
+import pytest
+import yaml
+
+from detection import main_lib
+from detection.configs import loader
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+READY = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _ids(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def test_configs_found():
+    assert ROOT / "configs" / "retinanet" / "r50_fpn_640.yaml" in READY
+
+
+@pytest.mark.parametrize("path", READY, ids=_ids(READY))
+def test_loads_strictly_and_prints(path, capsys):
+    params = loader.load_params(None, [str(path)])
+    assert params.type in ("retinanet", "mask_rcnn", "shapemask", "classification")
+    assert main_lib.run([f"--config_file={path}", "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["type"] == params.type
+
+
+@pytest.mark.parametrize("path", READY, ids=_ids(READY))
+def test_header_says_what_and_how(path):
+    text = path.read_text()
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    assert len(header) >= 3, f"{path}: starts without a comment saying what it trains"
+    # The command in the header names this very file.
+    assert f"--config_file={path.relative_to(ROOT)}" in "\n".join(header)
+
+
+def test_r50_fpn_640_is_the_original_default_recipe_with_scale_jitter():
+    path = ROOT / "configs" / "retinanet" / "r50_fpn_640.yaml"
+    original = _flatten(yaml.safe_load((DATA / "original_defaults" / "retinanet.yaml").read_text()))
+    ours = _flatten(loader.load_params(None, [str(path)]).as_dict())
+    differing = {key for key, value in original.items() if ours[key] != value}
+    assert differing == {
+        "retinanet_parser.aug_scale_min", "retinanet_parser.aug_scale_max",
+        "train.train_file_pattern", "eval.eval_file_pattern", "eval.val_json_file"}
+    assert (ours["retinanet_parser.aug_scale_min"], ours["retinanet_parser.aug_scale_max"]) == (
+        0.8, 1.2)
+    assert ours["retinanet_parser.output_size"] == [640, 640]
+    assert (ours["train.train_batch_size"], ours["train.total_steps"]) == (64, 22500)
+    assert ours["train.train_file_pattern"] == "gs://<bucket>/coco/train-*"
