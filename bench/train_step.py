@@ -1,0 +1,211 @@
+"""Seconds per RetinaNet R50-FPN train step and per inference, with and without XLA, on CPU.
+
+Default `retinanet` params (ResNet-50, FPN P3-P7, 4x256 head, 91 classes, float32) with
+`retinanet_parser.output_size` set to --output_size. Measured:
+
+- train step: forward, focal + Huber loss, L2, backward, momentum-SGD update (the executor's
+  step without a distribution strategy), at --batch_size, as one `tf.function` (a) without
+  XLA and (b) with `jit_compile=True`;
+- inference: forward + decode + per-class NMS (the model fn's predict mode) at
+  --infer_batch_size, the same two ways. `postprocess.score_threshold` is set to
+  --infer_score_threshold (default 0): at random initialization every score is ~0.01, so the
+  default 0.05 would leave no NMS candidate and skip the NMS loop; with 0 every candidate is
+  live and NMS runs all its `max_total_size` iterations, the cost of a crowded image with a
+  trained model (an upper bound).
+
+Inputs are fixed (seeded): random normal images and targets from the AnchorLabeler on
+--num_boxes random boxes per image; every step sees the same batch. Each variant has its own
+model built from the same seed. --warmup_steps calls per variant come first (the first one
+traces and compiles; its time is shown apart), then --num_steps timed calls, alternating
+between the variants so that load changes on a shared machine hit both; each call is
+synchronized by fetching its result with `.numpy()`. Reported: median and p90 seconds, and
+XLA / no-XLA ratios. The load average is printed before and after, since the machine may be
+shared.
+
+Usage (from the repository root):
+  .venv/bin/python bench/train_step.py [--num_steps=10 --output_size=384 --batch_size=2]
+"""
+
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from detection.configs import factory as config_factory
+from detection.dataloader import factory as dataloader_factory
+from detection.dataloader.anchor_labeler import AnchorLabeler
+from detection.executor import variable_selection
+from detection.executor.model_fn import PREDICT, TRAIN
+from detection.modeling import learning_rates, optimizers
+from detection.modeling.retinanet_model import RetinanetModelFn
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("output_size", 384, "Network input side in pixels.")
+flags.DEFINE_integer("batch_size", 2, "Images per train step.")
+flags.DEFINE_integer("infer_batch_size", 1, "Images per inference call.")
+flags.DEFINE_integer("num_boxes", 6, "Random groundtruth boxes per training image.")
+flags.DEFINE_integer("warmup_steps", 2, "Untimed calls per variant (the first compiles).")
+flags.DEFINE_integer("num_steps", 10, "Timed calls per variant.")
+flags.DEFINE_float("infer_score_threshold", 0.0,
+                   "postprocess.score_threshold for inference (see the module docstring).")
+flags.DEFINE_integer("seed", 0, "Seed of the inputs and of the model initialization.")
+
+
+def _params(score_threshold=None):
+    params = config_factory.config_generator("retinanet")
+    size = [FLAGS.output_size, FLAGS.output_size]
+    override = {"retinanet_parser": {"output_size": size},
+                "train": {"train_batch_size": FLAGS.batch_size}}
+    if score_threshold is not None:
+        override["postprocess"] = {"score_threshold": score_threshold}
+    params.override(override)
+    params.validate()
+    params.lock()
+    return params
+
+
+def _features(rng, batch_size):
+    side = float(FLAGS.output_size)
+    image_info = np.tile(np.array([[side, side], [side, side], [1.0, 1.0], [0.0, 0.0]],
+                                  np.float32), [batch_size, 1, 1])
+    return {"images": tf.constant(rng.normal(size=(batch_size, FLAGS.output_size,
+                                                  FLAGS.output_size, 3)).astype(np.float32)),
+            "image_info": tf.constant(image_info),
+            "source_ids": tf.range(batch_size, dtype=tf.int64)}
+
+
+def _labels(params, rng, batch_size):
+    """RetinaNet targets of `num_boxes` random boxes (16-60% of the side) per image."""
+    size = FLAGS.output_size
+    labeler = AnchorLabeler(dataloader_factory.anchors_from_params(params, [size, size]),
+                            params.retinanet_parser.match_threshold,
+                            params.retinanet_parser.unmatched_threshold)
+    per_image = []
+    for _ in range(batch_size):
+        hw = rng.uniform(0.16, 0.6, size=(FLAGS.num_boxes, 2)) * size
+        top_left = rng.uniform(0.0, 1.0, size=(FLAGS.num_boxes, 2)) * (size - hw)
+        boxes = np.concatenate([top_left, top_left + hw], axis=1).astype(np.float32)
+        classes = rng.integers(1, params.architecture.num_classes, size=FLAGS.num_boxes)
+        per_image.append(labeler.label_anchors(boxes, classes))
+    cls_targets, box_targets, num_positives = zip(*per_image)
+    stack = lambda dicts: {k: tf.stack([d[k] for d in dicts]) for k in dicts[0]}
+    return {"cls_targets": stack(cls_targets), "box_targets": stack(box_targets),
+            "num_positives": tf.stack(num_positives)}
+
+
+def _train_step(params, jit_compile):
+    """A compiled `step(features, labels) -> total loss` on a freshly built model."""
+    keras.utils.set_random_seed(FLAGS.seed)
+    model_fn = RetinanetModelFn(params)
+    model = model_fn.build_model()
+    train = params.train
+    trained = list(model.trainable_variables)
+    regularized = variable_selection.regularized(trained, train.regularization_variable_regex)
+    optimizer = optimizers.build_optimizer(
+        train.optimizer, learning_rates.learning_rate_schedule(train.learning_rate,
+                                                               train.total_steps))
+    optimizer.build(trained)  # Slots exist before tracing.
+
+    def step(features, labels):
+        with tf.GradientTape() as tape:
+            outputs = model_fn(model, features, labels, TRAIN)
+            loss = outputs["total_loss"] + variable_selection.l2_loss(
+                regularized, train.l2_weight_decay)
+        grads = tape.gradient(loss, trained)
+        optimizer.apply(grads, trained)
+        return loss
+
+    return tf.function(step, jit_compile=jit_compile)
+
+
+def _timed(fn, args):
+    start = time.perf_counter()
+    result = fn(*args)
+    values = tf.nest.map_structure(lambda t: t.numpy(), result)  # waits for the step
+    return time.perf_counter() - start, values
+
+
+def _run(variants):
+    """Warm-up, then alternating timed calls. Returns {name: (first, [seconds], last value)}."""
+    results = {}
+    for name, fn, args in variants:
+        first, value = _timed(fn, args)
+        for _ in range(FLAGS.warmup_steps - 1):
+            _, value = _timed(fn, args)
+        results[name] = (first, [], value)
+        print(f"  {name}: first call (trace + compile) {first:.1f} s", flush=True)
+    for _ in range(FLAGS.num_steps):
+        for name, fn, args in variants:
+            seconds, value = _timed(fn, args)
+            results[name][1].append(seconds)
+            results[name] = (results[name][0], results[name][1], value)
+    return results
+
+
+def _load():
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def main(argv):
+    del argv
+    if FLAGS.warmup_steps < 1 or FLAGS.num_steps < 1:
+        raise app.UsageError("--warmup_steps and --num_steps must be >= 1")
+    load_before = _load()
+    rng = np.random.default_rng(FLAGS.seed)
+    params = _params()
+    features = _features(rng, FLAGS.batch_size)
+    labels = _labels(params, rng, FLAGS.batch_size)
+    positives = labels["num_positives"].numpy()
+    infer_params = _params(FLAGS.infer_score_threshold)
+    infer_features = _features(rng, FLAGS.infer_batch_size)
+    keras.utils.set_random_seed(FLAGS.seed)
+    infer_fn = RetinanetModelFn(infer_params)
+    infer_model = infer_fn.build_model()
+
+    def predict(features):
+        predictions = infer_fn(infer_model, features, None, PREDICT)["predictions"]
+        return {k: predictions[k] for k in ("num_detections", "detection_boxes",
+                                            "detection_scores", "detection_classes")}
+
+    size = f"{FLAGS.output_size}x{FLAGS.output_size}"
+    print(f"RetinaNet R50-FPN (default retinanet params), float32, CPU, {size}; "
+          f"{len(os.sched_getaffinity(0))} CPUs; train batch {FLAGS.batch_size} ({', '.join(f'{p:.0f}' for p in positives)} "
+          f"positive anchors per image), inference batch {FLAGS.infer_batch_size} "
+          f"(score_threshold {FLAGS.infer_score_threshold}); {FLAGS.warmup_steps} warm-up + "
+          f"{FLAGS.num_steps} timed calls per variant; load average before: {load_before}",
+          flush=True)
+    train = _run([
+        ("train, tf.function", _train_step(params, False), (features, labels)),
+        ("train, XLA", _train_step(params, True), (features, labels)),
+    ])
+    infer = _run([
+        ("inference, tf.function", tf.function(predict), (infer_features,)),
+        ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,)),
+    ])
+    results = {**train, **infer}
+
+    print()
+    print(f"| {size}, float32, CPU | batch | median s | p90 s | first call s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (first, seconds, _) in results.items():
+        batch = FLAGS.batch_size if name.startswith("train") else FLAGS.infer_batch_size
+        print(f"| {name} | {batch} | {np.median(seconds):.3f} | "
+              f"{np.percentile(seconds, 90):.3f} | {first:.1f} |")
+    print()
+    for kind in ("train", "inference"):
+        plain = np.array(results[f"{kind}, tf.function"][1])
+        xla = np.array(results[f"{kind}, XLA"][1])
+        print(f"{kind}: XLA / no-XLA = {np.median(xla) / np.median(plain):.2f} (ratio of "
+              f"medians), {np.median(xla / plain):.2f} (median of paired ratios)")
+    losses = {name: float(value) for name, (_, _, value) in train.items()}
+    detections = {name: int(value["num_detections"][0]) for name, (_, _, value) in infer.items()}
+    print(f"last total loss: {losses}; detections per image: {detections}")
+    print(f"load average (1, 5, 15 min) before: {load_before}; after: {_load()}")
+
+
+if __name__ == "__main__":
+    app.run(main)
