@@ -33,10 +33,17 @@ class Detector:
         """Args:
           params: the experiment's params (the model type and parser output size).
           checkpoint: a checkpoint path or a model_dir (its latest checkpoint is used).
+
+        Raises:
+          FileNotFoundError: no checkpoint at `checkpoint`.
+          ValueError: the checkpoint does not hold this model's variables.
         """
         path = tf.train.latest_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
         if not path:
             raise FileNotFoundError(f"no checkpoint found in {checkpoint}")
+        if not tf.io.gfile.exists(path + ".index"):
+            raise FileNotFoundError(f"{path} is neither a directory nor a checkpoint "
+                                    f"({path}.index does not exist)")
         self.checkpoint_path = path
         self._model_fn = model_factory.model_fn_from_params(params)
         self._model = self._model_fn.build_model()
@@ -105,8 +112,14 @@ def main(argv=None):
     if not files:
         print(f"inference: error: no file matches {args.image_file_pattern}", file=sys.stderr)
         return 2
-    names = visualize.load_category_names(args.label_map_file) if args.label_map_file else {}
-    detector = Detector(params, args.model_dir)
+    try:
+        names = (visualize.load_category_names(args.label_map_file) if args.label_map_file
+                 else {})
+        detector = Detector(params, args.model_dir)
+    except (FileNotFoundError, ValueError, ParamsError) as error:
+        # A wrong --model_dir or label map, or a config of another architecture.
+        print(f"inference: error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
     os.makedirs(args.output_dir, exist_ok=True)
     for path in files:
         image = read_image(path)
