@@ -72,7 +72,12 @@ def _main(*args):
 
 
 def _finish(process, timeout=300):
-    out, err = process.communicate(timeout=timeout)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"main.py timed out after {timeout} s: {err[-3000:]}") from None
     return process.returncode, out, err
 
 
@@ -155,11 +160,11 @@ def test_continuous_eval_and_eval_after_training_reproduce_final_metrics(
               "--strategy_type=mirrored", "--num_cores=2"]
     continuous = _main("--mode=eval", *common, "--params_override=" + _data_override(
         one_image_shapes, eval_timeout=1, min_eval_interval=0, suffix="continuous"))
-    # Training is already at total_steps: it resumes, trains nothing, then evaluates.
+    # Training is already at total_steps: it resumes, trains nothing, then evaluates the
+    # final checkpoint at once (default eval_timeout and min_eval_interval: no waiting).
     after_training = _main("--mode=train", "--eval_after_training", *common,
                            "--params_override=" + _data_override(
-                               one_image_shapes, eval_timeout=1, min_eval_interval=0,
-                               suffix="after_training"))
+                               one_image_shapes, suffix="after_training"))
     results = {"continuous": _finish(continuous), "after_training": _finish(after_training)}
     for suffix, (code, out, err) in results.items():
         assert code == 0, f"{suffix}: {err[-4000:]}"
