@@ -1,15 +1,16 @@
 """Running an experiment from the command line: params -> strategy -> model fn -> executor.
 
-Exit codes: 0 done; 1 the training diverged (NaN/Inf loss, message names the step);
-2 bad input (flags, params, data files); 143 preempted by SIGTERM after saving a checkpoint
-(the conventional 128 + SIGTERM, so job schedulers restart the job, which then resumes).
+Exit codes: 0 done; 2 bad input (flags, params, data files); 3 the training diverged (NaN/Inf
+loss, the message names the step); 143 preempted by SIGTERM after saving a checkpoint (the
+conventional 128 + SIGTERM, so job schedulers restart the job, which then resumes). 1 is left
+to Python itself: an uncaught exception is a bug, and its traceback is what to report.
 """
 
 import sys
 
 from absl import logging
 
-EXIT_DIVERGED = 1
+EXIT_DIVERGED = 3
 EXIT_USAGE = 2
 EXIT_PREEMPTED = 143
 

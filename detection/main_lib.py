@@ -95,6 +95,9 @@ def run(argv=None):
         args = build_parser().parse_args(argv)
         if args.num_gpus < 0 or (args.num_cores is not None and args.num_cores < 1):
             raise UsageError("--num_gpus must be >= 0 and --num_cores >= 1")
+        if args.eval_after_training and args.mode != "train":
+            raise UsageError(f"--eval_after_training only applies to --mode=train, not "
+                             f"--mode={args.mode}")
         params = resolve_params(args)
         if args.print_config:
             sys.stdout.write(params.to_yaml())

@@ -62,10 +62,10 @@ def restore_model(model, checkpoint_path):
     checkpoint = tf.train.Checkpoint(model=model_variables(model))
     # The optimizer's slots are not needed here; expect_partial also keeps TensorFlow from
     # logging every unrestored slot when the status is garbage collected.
-    status = checkpoint.restore(checkpoint_path).expect_partial()
     try:
+        status = checkpoint.restore(checkpoint_path).expect_partial()
         status.assert_existing_objects_matched()
-    except AssertionError as error:
+    except (AssertionError, ValueError) as error:  # ValueError: a variable's shape differs.
         raise ValueError(f"{checkpoint_path} does not hold this model's variables: "
                          f"{str(error)[:300]}") from None
 

@@ -62,6 +62,14 @@ def from_params(params, strategy):
     jit_compile = train.get("jit_compile", None)
     if jit_compile is None:
         jit_compile = distribution.is_tpu_strategy(strategy)
+    norm = params.get("batch_norm_activation", None)
+    if (jit_compile and norm is not None and norm.get("use_sync_bn", False)
+            and not distribution.is_tpu_strategy(strategy)
+            and strategy.num_replicas_in_sync > 1):
+        # Cross-replica batch norm all-reduces inside the replica step, which MirroredStrategy
+        # cannot do from an XLA-compiled function (TPUStrategy compiles the whole step).
+        raise ValueError("batch_norm_activation.use_sync_bn=true with train.jit_compile=true "
+                         "needs a TPU; on CPU/GPU replicas set train.jit_compile: false")
     eval_samples = evaluation.get("eval_samples", None)
     if eval_samples is not None:
         _positive(eval_samples, "eval.eval_samples")

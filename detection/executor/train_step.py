@@ -76,6 +76,14 @@ class TrainStep:
         else:
             self.compute_gradients = self._compute_gradients
         self.loop = tf.function(self._loop)
+        # Keras 3 creates non-trainable variables (batch-norm moving statistics, moving loss
+        # normalizers) with aggregation NONE: under a multi-replica strategy each replica
+        # updates its own copy and the copies drift apart. They are moving averages, linear in
+        # the per-step values, so averaging the copies at every host-loop boundary gives
+        # exactly the average of per-step synchronized updates.
+        self._replica_local = [v for v in model.non_trainable_variables
+                               if getattr(v, "aggregation", "none") == "none"]
+        self.sync_replica_local = tf.function(self._sync_replica_local)
 
     def _compute_gradients(self, features, labels):
         num_replicas = self._strategy.num_replicas_in_sync
@@ -134,9 +142,20 @@ class TrainStep:
             first_bad = tf.where(is_bad & (first_bad < 0), tf.cast(i, tf.int64), first_bad)
         return totals / tf.cast(num_steps, tf.float32), first_bad
 
+    def _sync_replica_local(self):
+        def average_copies():
+            context = tf.distribute.get_replica_context()
+            values = context.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                        [tf.convert_to_tensor(v) for v in self._replica_local])
+            for variable, value in zip(self._replica_local, values):
+                variable.assign(value)
+        self._strategy.run(average_copies)
+
     def run(self, iterator, num_steps):
         """Runs `num_steps` steps; returns ({name: mean loss}, first non-finite index or -1)."""
         means, first_bad = self.loop(iterator, tf.constant(num_steps, tf.int64))
+        if self._strategy.num_replicas_in_sync > 1 and self._replica_local:
+            self.sync_replica_local()
         means = means.numpy()
         return ({name: float(means[i]) for i, name in enumerate(self.loss_names)},
                 int(first_bad.numpy()))

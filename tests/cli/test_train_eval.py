@@ -14,7 +14,6 @@ import yaml
 
 from detection.configs import loader
 from detection.hyperparameters import params_dict
-from detection.tools import make_shapes_dataset
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOTAL_STEPS = 4
@@ -26,9 +25,7 @@ TINY_CONFIG = {
     "fpn": {"fpn_feat_dims": 16},
     "retinanet_head": {"num_convs": 1, "num_filters": 16},
     "anchor": {"num_scales": 2, "anchor_size": 3.0},
-    # No random flip: see `one_image_shapes`.
-    "retinanet_parser": {"output_size": [64, 64], "max_num_instances": 8,
-                         "aug_rand_hflip": False},
+    "retinanet_parser": {"output_size": [64, 64], "max_num_instances": 8},
     "train": {"train_batch_size": 4, "total_steps": TOTAL_STEPS, "iterations_per_loop": 2,
               "jit_compile": True,
               "learning_rate": {"type": "step", "warmup_steps": 0, "init_learning_rate": 0.01}},
@@ -41,22 +38,6 @@ TINY_CONFIG = {
 # C++ logging of TensorFlow itself, not the program's output.
 _TF_NATIVE_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl|"
                             r"To enable the following instructions)")
-
-
-@pytest.fixture(scope="module")
-def one_image_shapes(tmp_path_factory):
-    """Shapes data whose train split is ONE image (8 val images).
-
-    With one train image and no random flip, both replicas see identical batches, so their
-    batch-norm moving statistics stay identical. Keras 3 BatchNormalization under
-    MirroredStrategy updates each replica's copy of the moving statistics separately (the
-    copies drift apart, and a checkpoint keeps replica 0's), which would make in-process
-    evaluation differ from evaluation of the saved checkpoint for reasons unrelated to
-    restoring: identical replicas keep this test about checkpoint restore.
-    """
-    return make_shapes_dataset.ensure_shapes_dataset(
-        str(tmp_path_factory.mktemp("one_image_shapes")), num_train=1, num_val=8,
-        image_size=64, seed=1, num_train_shards=1, num_val_shards=1)
 
 
 def _data_override(paths, **eval_keys):
@@ -99,10 +80,10 @@ def config_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def train_and_eval_run(tmp_path_factory, config_file, one_image_shapes):
+def train_and_eval_run(tmp_path_factory, config_file, tiny_shapes):
     """`--mode=train_and_eval` on 2 logical CPU replicas (global batch 4), XLA on."""
     model_dir = str(tmp_path_factory.mktemp("runs") / "train_and_eval")
-    override = _data_override(one_image_shapes)
+    override = _data_override(tiny_shapes)
     code, out, err = _finish(_main(
         "--mode=train_and_eval", f"--config_file={config_file}",
         f"--params_override={override}", f"--model_dir={model_dir}",
@@ -150,7 +131,7 @@ def test_train_and_eval_on_two_mirrored_replicas(train_and_eval_run, config_file
 
 
 def test_continuous_eval_and_eval_after_training_reproduce_final_metrics(
-        train_and_eval_run, config_file, one_image_shapes):
+        train_and_eval_run, config_file, tiny_shapes):
     """Both re-evaluate ckpt-4 in a new process: the metrics equal train_and_eval's own
     evaluation of the in-memory model, so every variable (batch-norm statistics included)
     is restored. The two runs are independent and share the 2 cores, so they run together."""
@@ -159,12 +140,12 @@ def test_continuous_eval_and_eval_after_training_reproduce_final_metrics(
     common = [f"--config_file={config_file}", f"--model_dir={model_dir}",
               "--strategy_type=mirrored", "--num_cores=2"]
     continuous = _main("--mode=eval", *common, "--params_override=" + _data_override(
-        one_image_shapes, eval_timeout=1, min_eval_interval=0, suffix="continuous"))
+        tiny_shapes, eval_timeout=1, min_eval_interval=0, suffix="continuous"))
     # Training is already at total_steps: it resumes, trains nothing, then evaluates the
     # final checkpoint at once (default eval_timeout and min_eval_interval: no waiting).
     after_training = _main("--mode=train", "--eval_after_training", *common,
                            "--params_override=" + _data_override(
-                               one_image_shapes, suffix="after_training"))
+                               tiny_shapes, suffix="after_training"))
     results = {"continuous": _finish(continuous), "after_training": _finish(after_training)}
     for suffix, (code, out, err) in results.items():
         assert code == 0, f"{suffix}: {err[-4000:]}"

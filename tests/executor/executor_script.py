@@ -62,6 +62,17 @@ def _mirrored_vs_one_device(out_json):
         results[f"accuracy_{name}"] = metrics["accuracy"]
         results[f"eval_ids_{name}"] = model_fn.evaluator.source_ids
         results[f"eval_loss_{name}"] = metrics["losses/cls_loss"]
+    # Without sync BN each replica normalizes with its own half-batch statistics, so the
+    # replica copies of the moving statistics only agree if the executor averages them.
+    params = _mirrored_params()
+    trainer = trainer_lib.Trainer(fakes.FakeModelFn(params, sync_bn=False), params,
+                                  config_lib.from_params(params, mirrored), tempfile.mkdtemp(),
+                                  mirrored)
+    trainer.train(2)
+    results["replica_copy_diff"] = {
+        v.path: float(np.max(np.abs(np.subtract(*[c.numpy() for c in
+                                                 mirrored.experimental_local_results(v.value)]))))
+        for v in trainer.model.non_trainable_variables}
     results["max_weight_diff"] = {
         k: float(np.max(np.abs(weights["mirrored"][k] - weights["one_device"][k])))
         for k in weights["one_device"]}

@@ -78,6 +78,8 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     assert result["loss_mirrored"] == pytest.approx(result["loss_one_device"], abs=1e-5)
     assert max(result["max_weight_diff"].values()) < 1e-5, result["max_weight_diff"]
     assert result["eval_ids_mirrored"] == result["eval_ids_one_device"] == [0, 1, 2, 3, 4]
+    # Batch-norm moving statistics: one value across replicas, not one per replica.
+    assert result["replica_copy_diff"] and max(result["replica_copy_diff"].values()) == 0.0
     assert result["accuracy_mirrored"] == result["accuracy_one_device"]
     assert result["eval_loss_mirrored"] == pytest.approx(result["eval_loss_one_device"],
                                                          abs=1e-5)
