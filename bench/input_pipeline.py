@@ -30,21 +30,28 @@ flags.DEFINE_integer("num_batches", 30, "Batches per timed run.")
 flags.DEFINE_integer("num_runs", 5, "Timed runs; the median is reported.")
 
 SETTINGS = (
-    ("augmented (scale 0.8-1.2, flip)", {"aug_scale_min": 0.8, "aug_scale_max": 1.2,
-                                         "aug_rand_hflip": True}),
-    ("plain (scale 1.0, no flip)", {"aug_scale_min": 1.0, "aug_scale_max": 1.0,
-                                    "aug_rand_hflip": False}),
+    (
+        "augmented (scale 0.8-1.2, flip)",
+        {"aug_scale_min": 0.8, "aug_scale_max": 1.2, "aug_rand_hflip": True},
+    ),
+    (
+        "plain (scale 1.0, no flip)",
+        {"aug_scale_min": 1.0, "aug_scale_max": 1.0, "aug_rand_hflip": False},
+    ),
 )
 
 
 def _params(file_pattern, parser_overrides):
     params = config_factory.config_generator("retinanet")
-    params.override({
-        "architecture": {"num_classes": 4},
-        "train": {"train_file_pattern": file_pattern, "train_batch_size": FLAGS.batch_size},
-        "retinanet_parser": dict(parser_overrides,
-                                 output_size=[FLAGS.output_size, FLAGS.output_size]),
-    })
+    params.override(
+        {
+            "architecture": {"num_classes": 4},
+            "train": {"train_file_pattern": file_pattern, "train_batch_size": FLAGS.batch_size},
+            "retinanet_parser": dict(
+                parser_overrides, output_size=[FLAGS.output_size, FLAGS.output_size]
+            ),
+        }
+    )
     return params
 
 
@@ -59,13 +66,18 @@ def main(argv):
     del argv
     # The generator's defaults, so an existing data/shapes (e.g. from `make demo`) is reused.
     paths = make_shapes_dataset.ensure_shapes_dataset(FLAGS.data_dir)
-    print(f"RetinaNet train input pipeline: {paths['train_file_pattern']}, "
-          f"{FLAGS.output_size}x{FLAGS.output_size}, batch {FLAGS.batch_size}, "
-          f"{FLAGS.num_runs} runs x {FLAGS.num_batches} batches after "
-          f"{FLAGS.warmup_batches} warm-up")
-    iterators = [iter(factory.input_fn_from_params(
-        _params(paths["train_file_pattern"], overrides), "train")())
-                 for _, overrides in SETTINGS]
+    print(
+        f"RetinaNet train input pipeline: {paths['train_file_pattern']}, "
+        f"{FLAGS.output_size}x{FLAGS.output_size}, batch {FLAGS.batch_size}, "
+        f"{FLAGS.num_runs} runs x {FLAGS.num_batches} batches after "
+        f"{FLAGS.warmup_batches} warm-up"
+    )
+    iterators = [
+        iter(
+            factory.input_fn_from_params(_params(paths["train_file_pattern"], overrides), "train")()
+        )
+        for _, overrides in SETTINGS
+    ]
     for iterator in iterators:
         for _ in range(FLAGS.warmup_batches):
             next(iterator)
@@ -76,11 +88,15 @@ def main(argv):
             setting_rates.append(_time_batches(iterator))
     medians = [statistics.median(r) for r in rates]
     for (name, _), median, setting_rates in zip(SETTINGS, medians, rates):
-        print(f"  {name:34s} {median:8.1f} images/s (runs: "
-              f"{', '.join(f'{r:.1f}' for r in setting_rates)})")
+        print(
+            f"  {name:34s} {median:8.1f} images/s (runs: "
+            f"{', '.join(f'{r:.1f}' for r in setting_rates)})"
+        )
     paired = statistics.median(a / b for a, b in zip(*rates))
-    print(f"  augmented / plain: {medians[0] / medians[1]:.2f} (ratio of medians), "
-          f"{paired:.2f} (median of per-run ratios)")
+    print(
+        f"  augmented / plain: {medians[0] / medians[1]:.2f} (ratio of medians), "
+        f"{paired:.2f} (median of per-run ratios)"
+    )
 
 
 if __name__ == "__main__":

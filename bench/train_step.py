@@ -50,16 +50,21 @@ flags.DEFINE_integer("infer_batch_size", 1, "Images per inference call.")
 flags.DEFINE_integer("num_boxes", 6, "Random groundtruth boxes per training image.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed calls per variant (the first compiles).")
 flags.DEFINE_integer("num_steps", 10, "Timed calls per variant.")
-flags.DEFINE_float("infer_score_threshold", 0.0,
-                   "postprocess.score_threshold for inference (see the module docstring).")
+flags.DEFINE_float(
+    "infer_score_threshold",
+    0.0,
+    "postprocess.score_threshold for inference (see the module docstring).",
+)
 flags.DEFINE_integer("seed", 0, "Seed of the inputs and of the model initialization.")
 
 
 def _params(score_threshold=None):
     params = config_factory.config_generator("retinanet")
     size = [FLAGS.output_size, FLAGS.output_size]
-    override = {"retinanet_parser": {"output_size": size},
-                "train": {"train_batch_size": FLAGS.batch_size}}
+    override = {
+        "retinanet_parser": {"output_size": size},
+        "train": {"train_batch_size": FLAGS.batch_size},
+    }
     if score_threshold is not None:
         override["postprocess"] = {"score_threshold": score_threshold}
     params.override(override)
@@ -70,20 +75,29 @@ def _params(score_threshold=None):
 
 def _features(rng, batch_size):
     side = float(FLAGS.output_size)
-    image_info = np.tile(np.array([[side, side], [side, side], [1.0, 1.0], [0.0, 0.0]],
-                                  np.float32), [batch_size, 1, 1])
-    return {"images": tf.constant(rng.normal(size=(batch_size, FLAGS.output_size,
-                                                  FLAGS.output_size, 3)).astype(np.float32)),
-            "image_info": tf.constant(image_info),
-            "source_ids": tf.range(batch_size, dtype=tf.int64)}
+    image_info = np.tile(
+        np.array([[side, side], [side, side], [1.0, 1.0], [0.0, 0.0]], np.float32),
+        [batch_size, 1, 1],
+    )
+    return {
+        "images": tf.constant(
+            rng.normal(size=(batch_size, FLAGS.output_size, FLAGS.output_size, 3)).astype(
+                np.float32
+            )
+        ),
+        "image_info": tf.constant(image_info),
+        "source_ids": tf.range(batch_size, dtype=tf.int64),
+    }
 
 
 def _labels(params, rng, batch_size):
     """RetinaNet targets of `num_boxes` random boxes (16-60% of the side) per image."""
     size = FLAGS.output_size
-    labeler = AnchorLabeler(dataloader_factory.anchors_from_params(params, [size, size]),
-                            params.retinanet_parser.match_threshold,
-                            params.retinanet_parser.unmatched_threshold)
+    labeler = AnchorLabeler(
+        dataloader_factory.anchors_from_params(params, [size, size]),
+        params.retinanet_parser.match_threshold,
+        params.retinanet_parser.unmatched_threshold,
+    )
     per_image = []
     for _ in range(batch_size):
         hw = rng.uniform(0.16, 0.6, size=(FLAGS.num_boxes, 2)) * size
@@ -93,8 +107,11 @@ def _labels(params, rng, batch_size):
         per_image.append(labeler.label_anchors(boxes, classes))
     cls_targets, box_targets, num_positives = zip(*per_image)
     stack = lambda dicts: {k: tf.stack([d[k] for d in dicts]) for k in dicts[0]}
-    return {"cls_targets": stack(cls_targets), "box_targets": stack(box_targets),
-            "num_positives": tf.stack(num_positives)}
+    return {
+        "cls_targets": stack(cls_targets),
+        "box_targets": stack(box_targets),
+        "num_positives": tf.stack(num_positives),
+    }
 
 
 def _train_step(params, jit_compile):
@@ -106,15 +123,17 @@ def _train_step(params, jit_compile):
     trained = list(model.trainable_variables)
     regularized = variable_selection.regularized(trained, train.regularization_variable_regex)
     optimizer = optimizers.build_optimizer(
-        train.optimizer, learning_rates.learning_rate_schedule(train.learning_rate,
-                                                               train.total_steps))
+        train.optimizer,
+        learning_rates.learning_rate_schedule(train.learning_rate, train.total_steps),
+    )
     optimizer.build(trained)  # Slots exist before tracing.
 
     def step(features, labels):
         with tf.GradientTape() as tape:
             outputs = model_fn(model, features, labels, TRAIN)
             loss = outputs["total_loss"] + variable_selection.l2_loss(
-                regularized, train.l2_weight_decay)
+                regularized, train.l2_weight_decay
+            )
         grads = tape.gradient(loss, trained)
         optimizer.apply(grads, trained)
         return loss
@@ -168,24 +187,32 @@ def main(argv):
 
     def predict(features):
         predictions = infer_fn(infer_model, features, None, PREDICT)["predictions"]
-        return {k: predictions[k] for k in ("num_detections", "detection_boxes",
-                                            "detection_scores", "detection_classes")}
+        return {
+            k: predictions[k]
+            for k in ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
+        }
 
     size = f"{FLAGS.output_size}x{FLAGS.output_size}"
-    print(f"RetinaNet R50-FPN (default retinanet params), float32, CPU, {size}; "
-          f"{len(os.sched_getaffinity(0))} CPUs; train batch {FLAGS.batch_size} ({', '.join(f'{p:.0f}' for p in positives)} "
-          f"positive anchors per image), inference batch {FLAGS.infer_batch_size} "
-          f"(score_threshold {FLAGS.infer_score_threshold}); {FLAGS.warmup_steps} warm-up + "
-          f"{FLAGS.num_steps} timed calls per variant; load average before: {load_before}",
-          flush=True)
-    train = _run([
-        ("train, tf.function", _train_step(params, False), (features, labels)),
-        ("train, XLA", _train_step(params, True), (features, labels)),
-    ])
-    infer = _run([
-        ("inference, tf.function", tf.function(predict), (infer_features,)),
-        ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,)),
-    ])
+    print(
+        f"RetinaNet R50-FPN (default retinanet params), float32, CPU, {size}; "
+        f"{len(os.sched_getaffinity(0))} CPUs; train batch {FLAGS.batch_size} ({', '.join(f'{p:.0f}' for p in positives)} "
+        f"positive anchors per image), inference batch {FLAGS.infer_batch_size} "
+        f"(score_threshold {FLAGS.infer_score_threshold}); {FLAGS.warmup_steps} warm-up + "
+        f"{FLAGS.num_steps} timed calls per variant; load average before: {load_before}",
+        flush=True,
+    )
+    train = _run(
+        [
+            ("train, tf.function", _train_step(params, False), (features, labels)),
+            ("train, XLA", _train_step(params, True), (features, labels)),
+        ]
+    )
+    infer = _run(
+        [
+            ("inference, tf.function", tf.function(predict), (infer_features,)),
+            ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,)),
+        ]
+    )
     results = {**train, **infer}
 
     print()
@@ -193,14 +220,18 @@ def main(argv):
     print("|---|---:|---:|---:|---:|")
     for name, (first, seconds, _) in results.items():
         batch = FLAGS.batch_size if name.startswith("train") else FLAGS.infer_batch_size
-        print(f"| {name} | {batch} | {np.median(seconds):.3f} | "
-              f"{np.percentile(seconds, 90):.3f} | {first:.1f} |")
+        print(
+            f"| {name} | {batch} | {np.median(seconds):.3f} | "
+            f"{np.percentile(seconds, 90):.3f} | {first:.1f} |"
+        )
     print()
     for kind in ("train", "inference"):
         plain = np.array(results[f"{kind}, tf.function"][1])
         xla = np.array(results[f"{kind}, XLA"][1])
-        print(f"{kind}: XLA / no-XLA = {np.median(xla) / np.median(plain):.2f} (ratio of "
-              f"medians), {np.median(xla / plain):.2f} (median of paired ratios)")
+        print(
+            f"{kind}: XLA / no-XLA = {np.median(xla) / np.median(plain):.2f} (ratio of "
+            f"medians), {np.median(xla / plain):.2f} (median of paired ratios)"
+        )
     losses = {name: float(value) for name, (_, _, value) in train.items()}
     detections = {name: int(value["num_detections"][0]) for name, (_, _, value) in infer.items()}
     print(f"last total loss: {losses}; detections per image: {detections}")

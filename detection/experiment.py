@@ -20,8 +20,17 @@ def _error(message, code):
     return code
 
 
-def run_experiment(params, mode, strategy_type, tpu=None, tpu_zone=None, gcp_project=None,
-                   num_gpus=0, num_cores=None, eval_after_training=False):
+def run_experiment(
+    params,
+    mode,
+    strategy_type,
+    tpu=None,
+    tpu_zone=None,
+    gcp_project=None,
+    num_gpus=0,
+    num_cores=None,
+    eval_after_training=False,
+):
     """Runs `mode` for the model `params.type`; returns a process exit code."""
     # TensorFlow is imported here so that `--print_config` and flag errors stay instant.
     from detection.executor import distribution, preemption, runner, trainer
@@ -30,9 +39,14 @@ def run_experiment(params, mode, strategy_type, tpu=None, tpu_zone=None, gcp_pro
 
     logging.set_verbosity(logging.INFO)
     try:
-        strategy = distribution.build_strategy(strategy_type, tpu=tpu, tpu_zone=tpu_zone,
-                                               gcp_project=gcp_project, num_gpus=num_gpus,
-                                               num_cores=num_cores)
+        strategy = distribution.build_strategy(
+            strategy_type,
+            tpu=tpu,
+            tpu_zone=tpu_zone,
+            gcp_project=gcp_project,
+            num_gpus=num_gpus,
+            num_cores=num_cores,
+        )
         model_fn = model_factory.model_fn_from_params(params)
         result = runner.run(mode, model_fn, params, params.model_dir, strategy)
         if mode == "train" and eval_after_training:

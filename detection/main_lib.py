@@ -42,31 +42,58 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser():
     parser = _OneLineParser(
-        prog="main.py", allow_abbrev=False, description="Train and evaluate detection and classification models.")
-    parser.add_argument("--model", choices=config_factory.MODELS, default=None,
-                        help="model type; defaults to the `type` key of the config files")
+        prog="main.py",
+        allow_abbrev=False,
+        description="Train and evaluate detection and classification models.",
+    )
+    parser.add_argument(
+        "--model",
+        choices=config_factory.MODELS,
+        default=None,
+        help="model type; defaults to the `type` key of the config files",
+    )
     parser.add_argument("--mode", choices=MODES, default="train")
-    parser.add_argument("--config_file", action="append", default=[],
-                        help="YAML file of parameters; repeatable, applied in order")
-    parser.add_argument("--params_override", default="",
-                        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last")
-    parser.add_argument("--model_dir", default=None,
-                        help="where checkpoints, summaries and params.yaml go")
-    parser.add_argument("--tpu", default=None,
-                        help="TPU name or grpc:// address; 'local' on a TPU VM")
+    parser.add_argument(
+        "--config_file",
+        action="append",
+        default=[],
+        help="YAML file of parameters; repeatable, applied in order",
+    )
+    parser.add_argument(
+        "--params_override",
+        default="",
+        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last",
+    )
+    parser.add_argument(
+        "--model_dir", default=None, help="where checkpoints, summaries and params.yaml go"
+    )
+    parser.add_argument(
+        "--tpu", default=None, help="TPU name or grpc:// address; 'local' on a TPU VM"
+    )
     parser.add_argument("--tpu_zone", default=None)
     parser.add_argument("--gcp_project", default=None)
-    parser.add_argument("--num_cores", type=int, default=None,
-                        help="TPU: expected number of cores (checked); CPU mirrored: number of "
-                             "logical CPU devices to create")
-    parser.add_argument("--strategy_type", choices=STRATEGY_TYPES, default=None,
-                        help="default: tpu when --tpu is set, mirrored when --num_gpus > 1, "
-                             "else one_device")
+    parser.add_argument(
+        "--num_cores",
+        type=int,
+        default=None,
+        help="TPU: expected number of cores (checked); CPU mirrored: number of "
+        "logical CPU devices to create",
+    )
+    parser.add_argument(
+        "--strategy_type",
+        choices=STRATEGY_TYPES,
+        default=None,
+        help="default: tpu when --tpu is set, mirrored when --num_gpus > 1, else one_device",
+    )
     parser.add_argument("--num_gpus", type=int, default=0)
-    parser.add_argument("--eval_after_training", action="store_true",
-                        help="with --mode=train, evaluate the final checkpoint")
-    parser.add_argument("--print_config", action="store_true",
-                        help="print the resolved params as YAML and exit")
+    parser.add_argument(
+        "--eval_after_training",
+        action="store_true",
+        help="with --mode=train, evaluate the final checkpoint",
+    )
+    parser.add_argument(
+        "--print_config", action="store_true", help="print the resolved params as YAML and exit"
+    )
     return parser
 
 
@@ -96,8 +123,9 @@ def run(argv=None):
         if args.num_gpus < 0 or (args.num_cores is not None and args.num_cores < 1):
             raise UsageError("--num_gpus must be >= 0 and --num_cores >= 1")
         if args.eval_after_training and args.mode != "train":
-            raise UsageError(f"--eval_after_training only applies to --mode=train, not "
-                             f"--mode={args.mode}")
+            raise UsageError(
+                f"--eval_after_training only applies to --mode=train, not --mode={args.mode}"
+            )
         params = resolve_params(args)
         if args.print_config:
             sys.stdout.write(params.to_yaml())
@@ -105,11 +133,18 @@ def run(argv=None):
         if not params.model_dir:
             raise UsageError(f"--mode={args.mode} needs --model_dir (or model_dir in params)")
         from detection import experiment  # Heavy (TensorFlow); not needed to print config.
+
         return experiment.run_experiment(
-            params, mode=args.mode, strategy_type=resolve_strategy_type(args),
-            tpu=args.tpu, tpu_zone=args.tpu_zone, gcp_project=args.gcp_project,
-            num_gpus=args.num_gpus, num_cores=args.num_cores,
-            eval_after_training=args.eval_after_training)
+            params,
+            mode=args.mode,
+            strategy_type=resolve_strategy_type(args),
+            tpu=args.tpu,
+            tpu_zone=args.tpu_zone,
+            gcp_project=args.gcp_project,
+            num_gpus=args.num_gpus,
+            num_cores=args.num_cores,
+            eval_after_training=args.eval_after_training,
+        )
     except (UsageError, ParamsError) as error:
         print(f"main.py: error: {error}", file=sys.stderr)
         return EXIT_USAGE

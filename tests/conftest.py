@@ -10,5 +10,11 @@ def tiny_shapes(tmp_path_factory):
     """Paths of a 24-train / 8-val shapes dataset of 64x64 images (with masks)."""
     root = tmp_path_factory.mktemp("shapes")
     return make_shapes_dataset.ensure_shapes_dataset(
-        str(root), num_train=24, num_val=8, image_size=64, seed=1,
-        num_train_shards=2, num_val_shards=1)
+        str(root),
+        num_train=24,
+        num_val=8,
+        image_size=64,
+        seed=1,
+        num_train_shards=2,
+        num_val_shards=1,
+    )

@@ -73,10 +73,13 @@ BASE_CFG = {
     },
     "dropblock": {"dropblock_keep_prob": None, "dropblock_size": None},
     "resnet": {"resnet_depth": 50, "init_drop_connect_rate": None},
-    "spinenet": {"model_id": "49", "init_drop_connect_rate": None,
-                 "use_native_resize_op": False},
-    "spinenet_mbconv": {"model_id": "49", "se_ratio": 0.2, "init_drop_connect_rate": None,
-                        "use_native_resize_op": False},
+    "spinenet": {"model_id": "49", "init_drop_connect_rate": None, "use_native_resize_op": False},
+    "spinenet_mbconv": {
+        "model_id": "49",
+        "se_ratio": 0.2,
+        "init_drop_connect_rate": None,
+        "use_native_resize_op": False,
+    },
     "enable_summary": False,
 }
 

@@ -1,15 +1,21 @@
 """The one list of models and their default parameters."""
 
 from detection.configs import (
-    classification_config, maskrcnn_config, retinanet_config, shapemask_config)
+    classification_config,
+    maskrcnn_config,
+    retinanet_config,
+    shapemask_config,
+)
 from detection.hyperparameters import ParamsDict, ParamsError
 
 _DEFAULTS = {
     "retinanet": (retinanet_config.RETINANET_CFG, retinanet_config.RETINANET_RESTRICTIONS),
     "mask_rcnn": (maskrcnn_config.MASKRCNN_CFG, maskrcnn_config.MASKRCNN_RESTRICTIONS),
     "shapemask": (shapemask_config.SHAPEMASK_CFG, shapemask_config.SHAPEMASK_RESTRICTIONS),
-    "classification": (classification_config.CLASSIFICATION_CFG,
-                       classification_config.CLASSIFICATION_RESTRICTIONS),
+    "classification": (
+        classification_config.CLASSIFICATION_CFG,
+        classification_config.CLASSIFICATION_RESTRICTIONS,
+    ),
 }
 
 MODELS = tuple(_DEFAULTS)

@@ -9,11 +9,11 @@ INERT_KEYS = {
     "use_tpu": "the distribution strategy is chosen by --strategy_type / --tpu",
     "enable_summary": "TensorBoard summaries are always written under model_dir",
     "train.transpose_input": "TPUEstimator's host-side input transpose; tf.distribute feeds "
-                             "NHWC batches directly",
+    "NHWC batches directly",
     "train.space_to_depth_block_size": "the TPUEstimator space-to-depth input rewrite is not "
-                                       "used; XLA lays out the stem convolution",
+    "used; XLA lays out the stem convolution",
     "architecture.space_to_depth_block_size": "the space-to-depth stem rewrite is not used; "
-                                              "XLA lays out the stem convolution",
+    "XLA lays out the stem convolution",
     "postprocess.use_batched_nms": "one static-shape NMS implementation serves every model",
     "postprocess.nms_version": "one static-shape NMS implementation serves every model",
     "roi_proposal.use_batched_nms": "one static-shape NMS implementation serves every model",

@@ -16,8 +16,9 @@ def model_from_config_files(config_files):
 
 def _check_override(override, source):
     for key, reason in inert_keys.inert_keys_set_by(override):
-        logging.warning("%s sets '%s', which has no effect in this framework: %s.",
-                        source, key, reason)
+        logging.warning(
+            "%s sets '%s', which has no effect in this framework: %s.", source, key, reason
+        )
     for key, value, reason in inert_keys.unsupported_keys_set_by(override):
         raise ParamsError(f"{source} sets '{key}: {value}': {reason}")
 
@@ -41,8 +42,10 @@ def load_params(model, config_files=(), params_override="", extra_overrides=None
     file_model = model_from_config_files(config_files)
     if model is None:
         if file_model is None:
-            raise ParamsError("no model given: pass --model or set 'type' in a --config_file "
-                              f"(models: {', '.join(factory.MODELS)})")
+            raise ParamsError(
+                "no model given: pass --model or set 'type' in a --config_file "
+                f"(models: {', '.join(factory.MODELS)})"
+            )
         model = file_model
     elif file_model is not None and file_model != model:
         raise ParamsError(f"--model={model} but the config files say type: {file_model}")

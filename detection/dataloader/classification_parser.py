@@ -22,8 +22,15 @@ class ClassificationParser:
     Output: features {'images': [out_h, out_w, 3] float32}, labels {'classes': [] int32}.
     """
 
-    def __init__(self, output_size, num_classes, is_training, aug_rand_hflip=True,
-                 crop_padding=CROP_PADDING, seed=None):
+    def __init__(
+        self,
+        output_size,
+        num_classes,
+        is_training,
+        aug_rand_hflip=True,
+        crop_padding=CROP_PADDING,
+        seed=None,
+    ):
         """Builds the parser.
 
         Args:
@@ -44,19 +51,26 @@ class ClassificationParser:
 
     def _check_label(self, label):
         in_range = tf.logical_and(label >= 0, label < self._num_classes)
-        return tf.debugging.Assert(in_range, [
-            "image/class/label outside [0, architecture.num_classes="
-            f"{self._num_classes}); label:", label])
+        return tf.debugging.Assert(
+            in_range,
+            [
+                "image/class/label outside [0, architecture.num_classes="
+                f"{self._num_classes}); label:",
+                label,
+            ],
+        )
 
     def __call__(self, serialized):
         decoded = self._decoder.decode(serialized)
         image = decoded["image"]
         image_size = tf.shape(image)[:2]
-        center = preprocess_ops.center_crop_window(image_size, self._output_size,
-                                                   self._crop_padding)
+        center = preprocess_ops.center_crop_window(
+            image_size, self._output_size, self._crop_padding
+        )
         if self._is_training:
             offset, size = preprocess_ops.random_crop_window(
-                image_size, AREA_RANGE, ASPECT_RATIO_RANGE, seed=self._seed)
+                image_size, AREA_RANGE, ASPECT_RATIO_RANGE, seed=self._seed
+            )
             # sample_distorted_bounding_box returns the whole image when it finds no window;
             # the standard recipe then falls back to the evaluation crop.
             failed = tf.reduce_all(tf.equal(size, image_size))
@@ -66,7 +80,8 @@ class ClassificationParser:
         image = preprocess_ops.crop_and_resize_image(image, offset, size, self._output_size)
         if self._is_training and self._aug_rand_hflip:
             image, _, _ = preprocess_ops.random_horizontal_flip(
-                image, tf.zeros([0, 4]), seed=self._seed)
+                image, tf.zeros([0, 4]), seed=self._seed
+            )
         image = preprocess_ops.normalize_image(image)
         with tf.control_dependencies([self._check_label(decoded["label"])]):
             label = tf.cast(decoded["label"], tf.int32)

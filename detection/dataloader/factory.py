@@ -12,15 +12,22 @@ TRAIN, EVAL, PREDICT = "train", "eval", "predict"
 
 def anchors_from_params(params, output_size):
     """The Anchors of the architecture's levels for a network input of `output_size`."""
-    return Anchors(params.architecture.min_level, params.architecture.max_level,
-                   params.anchor.num_scales, params.anchor.aspect_ratios,
-                   params.anchor.anchor_size, output_size)
+    return Anchors(
+        params.architecture.min_level,
+        params.architecture.max_level,
+        params.anchor.num_scales,
+        params.anchor.aspect_ratios,
+        params.anchor.anchor_size,
+        output_size,
+    )
 
 
 def _autoaugment_from_policy(policy, parser_name):
     if policy:
-        raise ParamsError(f"{parser_name}.aug_policy={policy!r}: AutoAugment policies are not "
-                          "implemented yet; leave it ''")
+        raise ParamsError(
+            f"{parser_name}.aug_policy={policy!r}: AutoAugment policies are not "
+            "implemented yet; leave it ''"
+        )
     return None
 
 
@@ -39,14 +46,17 @@ def _retinanet_parser(params, mode):
         skip_crowd_during_training=p.skip_crowd_during_training,
         max_num_instances=p.max_num_instances,
         regenerate_source_id=p.regenerate_source_id,
-        autoaugment=_autoaugment_from_policy(p.aug_policy, "retinanet_parser"))
+        autoaugment=_autoaugment_from_policy(p.aug_policy, "retinanet_parser"),
+    )
 
 
 def _maskrcnn_parser(params, mode):
     p = params.maskrcnn_parser
     if p.copy_paste:
-        raise ParamsError(f"maskrcnn_parser.copy_paste={p.copy_paste!r}: copy-paste "
-                          "augmentation is not implemented yet; set it to false")
+        raise ParamsError(
+            f"maskrcnn_parser.copy_paste={p.copy_paste!r}: copy-paste "
+            "augmentation is not implemented yet; set it to false"
+        )
     return MaskrcnnParser(
         output_size=p.output_size,
         anchors=anchors_from_params(params, p.output_size),
@@ -63,7 +73,8 @@ def _maskrcnn_parser(params, mode):
         max_num_instances=p.max_num_instances,
         include_mask=params.architecture.include_mask,
         mask_crop_size=p.mask_crop_size,
-        regenerate_source_id=p.regenerate_source_id)
+        regenerate_source_id=p.regenerate_source_id,
+    )
 
 
 def _classification_parser(params, mode):
@@ -72,7 +83,8 @@ def _classification_parser(params, mode):
         output_size=p.output_size,
         num_classes=params.architecture.num_classes,
         is_training=mode == TRAIN,
-        aug_rand_hflip=p.aug_rand_hflip)
+        aug_rand_hflip=p.aug_rand_hflip,
+    )
 
 
 _PARSERS = {
@@ -86,8 +98,10 @@ def parser_from_params(params, mode):
     """The parser named by `architecture.parser`, for `mode` (train / eval / predict)."""
     name = params.architecture.parser
     if name not in _PARSERS:
-        raise ParamsError(f"architecture.parser={name!r} is not available; available: "
-                          f"{', '.join(sorted(_PARSERS))}")
+        raise ParamsError(
+            f"architecture.parser={name!r} is not available; available: "
+            f"{', '.join(sorted(_PARSERS))}"
+        )
     return _PARSERS[name](params, mode)
 
 
@@ -106,16 +120,23 @@ def input_fn_from_params(params, mode, deterministic=False):
     if not file_pattern:
         raise ParamsError(f"{key} is empty: set it to the TFRecord files to read")
     if dataset_type != "tfrecord":
-        raise ParamsError(f"dataset type {dataset_type!r} is not readable outside Google; "
-                          "convert the data to TFRecords and set the dataset type to 'tfrecord'")
+        raise ParamsError(
+            f"dataset type {dataset_type!r} is not readable outside Google; "
+            "convert the data to TFRecords and set the dataset type to 'tfrecord'"
+        )
     parser = parser_from_params(params, mode)
 
     def dataset_fn(input_context=None):
         batch_size = global_batch
         if input_context is not None:
             batch_size = input_context.get_per_replica_batch_size(global_batch)
-        reader = InputReader(file_pattern, parser, is_training=mode == TRAIN,
-                             batch_size=batch_size, deterministic=deterministic)
+        reader = InputReader(
+            file_pattern,
+            parser,
+            is_training=mode == TRAIN,
+            batch_size=batch_size,
+            deterministic=deterministic,
+        )
         return reader(input_context)
 
     return dataset_fn

@@ -31,192 +31,226 @@ import tensorflow as tf
 _TFRECORD_FRAMING_BYTES = 16
 _CHECK_CHUNK_RECORDS = 16
 
-_SUPPORTED_DATASET_TYPES = ('tfrecord',)
+_SUPPORTED_DATASET_TYPES = ("tfrecord",)
 
 
 def match_files(file_pattern):
-  """Expands file patterns into a sorted, de-duplicated file list.
+    """Expands file patterns into a sorted, de-duplicated file list.
 
-  Args:
-    file_pattern: a glob pattern, several separated by commas, or a list of them.
+    Args:
+      file_pattern: a glob pattern, several separated by commas, or a list of them.
 
-  Returns:
-    A list of file paths: each pattern's matches sorted, patterns in the given order.
+    Returns:
+      A list of file paths: each pattern's matches sorted, patterns in the given order.
 
-  Raises:
-    ValueError: a pattern matches no file (the message names it), or no pattern is given.
-  """
-  patterns = file_pattern if isinstance(file_pattern, (list, tuple)) else [file_pattern]
-  patterns = [p.strip() for item in patterns for p in str(item).split(',') if p.strip()]
-  if not patterns:
-    raise ValueError('Empty file pattern: %r' % (file_pattern,))
-  files = []
-  seen = set()
-  for pattern in patterns:
-    matches = sorted(tf.io.gfile.glob(pattern))
-    if not matches:
-      raise ValueError('File pattern %r matches no files' % pattern)
-    for path in matches:
-      if path not in seen:
-        seen.add(path)
-        files.append(path)
-  return files
+    Raises:
+      ValueError: a pattern matches no file (the message names it), or no pattern is given.
+    """
+    patterns = file_pattern if isinstance(file_pattern, (list, tuple)) else [file_pattern]
+    patterns = [p.strip() for item in patterns for p in str(item).split(",") if p.strip()]
+    if not patterns:
+        raise ValueError("Empty file pattern: %r" % (file_pattern,))
+    files = []
+    seen = set()
+    for pattern in patterns:
+        matches = sorted(tf.io.gfile.glob(pattern))
+        if not matches:
+            raise ValueError("File pattern %r matches no files" % pattern)
+        for path in matches:
+            if path not in seen:
+                seen.add(path)
+                files.append(path)
+    return files
 
 
 def _file_sizes(files):
-  # Stat in parallel: sequential stats of hundreds of files on GCS take tens of seconds.
-  with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-    return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
+    # Stat in parallel: sequential stats of hundreds of files on GCS take tens of seconds.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
 
 
 def read_tfrecord_file_checked(filename, file_size):
-  """Dataset of the records of one TFRecord file that fails naming the file if it is corrupt.
+    """Dataset of the records of one TFRecord file that fails naming the file if it is corrupt.
 
-  Args:
-    filename: [] string tensor.
-    file_size: [] integer tensor, the file's size in bytes.
+    Args:
+      filename: [] string tensor.
+      file_size: [] integer tensor, the file's size in bytes.
 
-  Returns:
-    A dataset of [] string records. Iterating past a truncated or corrupt record raises
-    tf.errors.InvalidArgumentError with the file name, the bytes read and the file size
-    (after the file's readable records).
-  """
-  file_size = tf.cast(file_size, tf.int64)
-  # Bytes are counted per chunk of records: one function call per chunk instead of per
-  # record keeps the check's cost small next to the raw read (measured ~4x cheaper).
-  chunks = tf.data.TFRecordDataset(filename).ignore_errors().batch(_CHECK_CHUNK_RECORDS)
-  flagged = tf.data.Dataset.zip((chunks, tf.data.Dataset.from_tensors(False).repeat()))
-  end_marker = tf.data.Dataset.from_tensors((tf.zeros([0], tf.string), True))
+    Returns:
+      A dataset of [] string records. Iterating past a truncated or corrupt record raises
+      tf.errors.InvalidArgumentError with the file name, the bytes read and the file size
+      (after the file's readable records).
+    """
+    file_size = tf.cast(file_size, tf.int64)
+    # Bytes are counted per chunk of records: one function call per chunk instead of per
+    # record keeps the check's cost small next to the raw read (measured ~4x cheaper).
+    chunks = tf.data.TFRecordDataset(filename).ignore_errors().batch(_CHECK_CHUNK_RECORDS)
+    flagged = tf.data.Dataset.zip((chunks, tf.data.Dataset.from_tensors(False).repeat()))
+    end_marker = tf.data.Dataset.from_tensors((tf.zeros([0], tf.string), True))
 
-  def count_bytes(total, element):
-    chunk, is_end = element
-    total += tf.reduce_sum(tf.cast(tf.strings.length(chunk), tf.int64) +
-                           _TFRECORD_FRAMING_BYTES)
-    complete = tf.logical_or(tf.logical_not(is_end), tf.equal(total, file_size))
-    # String-only data lets Assert run without a per-chunk cond.
-    check = tf.debugging.Assert(complete, [
-        'Corrupt or truncated TFRecord file (DataLoss):', filename, 'readable bytes:',
-        tf.strings.as_string(total), 'file size:', tf.strings.as_string(file_size)])
-    with tf.control_dependencies([check]):
-      return total, tf.identity(chunk)
+    def count_bytes(total, element):
+        chunk, is_end = element
+        total += tf.reduce_sum(
+            tf.cast(tf.strings.length(chunk), tf.int64) + _TFRECORD_FRAMING_BYTES
+        )
+        complete = tf.logical_or(tf.logical_not(is_end), tf.equal(total, file_size))
+        # String-only data lets Assert run without a per-chunk cond.
+        check = tf.debugging.Assert(
+            complete,
+            [
+                "Corrupt or truncated TFRecord file (DataLoss):",
+                filename,
+                "readable bytes:",
+                tf.strings.as_string(total),
+                "file size:",
+                tf.strings.as_string(file_size),
+            ],
+        )
+        with tf.control_dependencies([check]):
+            return total, tf.identity(chunk)
 
-  return flagged.concatenate(end_marker).scan(
-      tf.constant(0, tf.int64), count_bytes).unbatch()
+    return flagged.concatenate(end_marker).scan(tf.constant(0, tf.int64), count_bytes).unbatch()
 
 
 def _pad_to_batch_size(element, batch_size):
-  """Pads a batch to `batch_size` along axis 0 (fill -1) and adds `valid` to its features."""
-  flat = tf.nest.flatten(element)
-  num_real = tf.shape(flat[0])[0]
+    """Pads a batch to `batch_size` along axis 0 (fill -1) and adds `valid` to its features."""
+    flat = tf.nest.flatten(element)
+    num_real = tf.shape(flat[0])[0]
 
-  def pad(t):
-    filler_shape = tf.concat([[batch_size - num_real], tf.shape(t)[1:]], 0)
-    if t.dtype.is_floating or (t.dtype.is_integer and not t.dtype.is_unsigned):
-      filler = tf.fill(filler_shape, tf.constant(-1, t.dtype))
+    def pad(t):
+        filler_shape = tf.concat([[batch_size - num_real], tf.shape(t)[1:]], 0)
+        if t.dtype.is_floating or (t.dtype.is_integer and not t.dtype.is_unsigned):
+            filler = tf.fill(filler_shape, tf.constant(-1, t.dtype))
+        else:
+            filler = tf.zeros(filler_shape, t.dtype)
+        padded = tf.concat([t, filler], 0)
+        padded.set_shape([batch_size] + t.shape[1:].as_list())
+        return padded
+
+    element = tf.nest.map_structure(pad, element)
+    valid = tf.range(batch_size) < num_real
+    if isinstance(element, dict):
+        features = element
+    elif isinstance(element, tuple) and element and isinstance(element[0], dict):
+        features = element[0]
     else:
-      filler = tf.zeros(filler_shape, t.dtype)
-    padded = tf.concat([t, filler], 0)
-    padded.set_shape([batch_size] + t.shape[1:].as_list())
-    return padded
-
-  element = tf.nest.map_structure(pad, element)
-  valid = tf.range(batch_size) < num_real
-  if isinstance(element, dict):
-    features = element
-  elif isinstance(element, tuple) and element and isinstance(element[0], dict):
-    features = element[0]
-  else:
-    raise TypeError('For evaluation the parser must return a dict or (features dict, labels) '
-                    'so that padding can be flagged in features["valid"]; got %r' % (element,))
-  if 'valid' in features:
-    raise ValueError('The parser output already has a "valid" feature; it is reserved for '
-                     'marking evaluation padding')
-  features = dict(features, valid=valid)
-  if isinstance(element, dict):
-    return features
-  return (features,) + tuple(element[1:])
+        raise TypeError(
+            "For evaluation the parser must return a dict or (features dict, labels) "
+            'so that padding can be flagged in features["valid"]; got %r' % (element,)
+        )
+    if "valid" in features:
+        raise ValueError(
+            'The parser output already has a "valid" feature; it is reserved for '
+            "marking evaluation padding"
+        )
+    features = dict(features, valid=valid)
+    if isinstance(element, dict):
+        return features
+    return (features,) + tuple(element[1:])
 
 
 class InputReader:
-  """Builds the dataset of one input pipeline; call it with a tf.distribute.InputContext."""
+    """Builds the dataset of one input pipeline; call it with a tf.distribute.InputContext."""
 
-  def __init__(self, file_pattern, parser_fn, is_training, batch_size,
-               dataset_type='tfrecord', shuffle_buffer=1024, deterministic=False,
-               cycle_length=32, seed=None):
-    """Initializes the reader.
+    def __init__(
+        self,
+        file_pattern,
+        parser_fn,
+        is_training,
+        batch_size,
+        dataset_type="tfrecord",
+        shuffle_buffer=1024,
+        deterministic=False,
+        cycle_length=32,
+        seed=None,
+    ):
+        """Initializes the reader.
 
-    Args:
-      file_pattern: glob pattern, comma-separated patterns, or a list of patterns.
-      parser_fn: maps one serialized record ([] string) to `(features, labels)` (or a dict)
-        of statically shaped tensors.
-      is_training: training (shuffle, repeat, drop remainder) or evaluation (one pass,
-        padded last batch with features['valid']).
-      batch_size: per-replica batch size.
-      dataset_type: only 'tfrecord'.
-      shuffle_buffer: record shuffle buffer size (training).
-      deterministic: keep a reproducible element order (ordered parallel interleave/map; with
-        seed=None the shuffles use seed 0). For tests and debugging; slower.
-      cycle_length: number of files read concurrently.
-      seed: shuffle seed (training).
-    """
-    if dataset_type not in _SUPPORTED_DATASET_TYPES:
-      raise ValueError('Unsupported dataset_type %r; supported: %s' % (
-          dataset_type, ', '.join(_SUPPORTED_DATASET_TYPES)))
-    if batch_size < 1:
-      raise ValueError('batch_size must be >= 1, got %r' % batch_size)
-    self._file_pattern = file_pattern
-    self._parser_fn = parser_fn
-    self._is_training = is_training
-    self._batch_size = batch_size
-    self._shuffle_buffer = shuffle_buffer
-    self._deterministic = deterministic
-    self._cycle_length = cycle_length
-    self._seed = 0 if (seed is None and deterministic) else seed
+        Args:
+          file_pattern: glob pattern, comma-separated patterns, or a list of patterns.
+          parser_fn: maps one serialized record ([] string) to `(features, labels)` (or a dict)
+            of statically shaped tensors.
+          is_training: training (shuffle, repeat, drop remainder) or evaluation (one pass,
+            padded last batch with features['valid']).
+          batch_size: per-replica batch size.
+          dataset_type: only 'tfrecord'.
+          shuffle_buffer: record shuffle buffer size (training).
+          deterministic: keep a reproducible element order (ordered parallel interleave/map; with
+            seed=None the shuffles use seed 0). For tests and debugging; slower.
+          cycle_length: number of files read concurrently.
+          seed: shuffle seed (training).
+        """
+        if dataset_type not in _SUPPORTED_DATASET_TYPES:
+            raise ValueError(
+                "Unsupported dataset_type %r; supported: %s"
+                % (dataset_type, ", ".join(_SUPPORTED_DATASET_TYPES))
+            )
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1, got %r" % batch_size)
+        self._file_pattern = file_pattern
+        self._parser_fn = parser_fn
+        self._is_training = is_training
+        self._batch_size = batch_size
+        self._shuffle_buffer = shuffle_buffer
+        self._deterministic = deterministic
+        self._cycle_length = cycle_length
+        self._seed = 0 if (seed is None and deterministic) else seed
 
-  def __call__(self, input_context=None):
-    """Returns the batched dataset of this input pipeline.
+    def __call__(self, input_context=None):
+        """Returns the batched dataset of this input pipeline.
 
-    Args:
-      input_context: tf.distribute.InputContext or None (one pipeline).
+        Args:
+          input_context: tf.distribute.InputContext or None (one pipeline).
 
-    Returns:
-      A tf.data.Dataset of batched parser outputs with a static batch dimension.
-    """
-    files = match_files(self._file_pattern)
-    num_pipelines = input_context.num_input_pipelines if input_context else 1
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
-    shard_records = num_pipelines > 1 and len(files) < num_pipelines
-    if num_pipelines > 1 and not shard_records:
-      files = files[pipeline_id::num_pipelines]
-    elif shard_records:
-      logging.warning('%d files for %d input pipelines: sharding by record, so every pipeline '
-                      'reads every file', len(files), num_pipelines)
+        Returns:
+          A tf.data.Dataset of batched parser outputs with a static batch dimension.
+        """
+        files = match_files(self._file_pattern)
+        num_pipelines = input_context.num_input_pipelines if input_context else 1
+        pipeline_id = input_context.input_pipeline_id if input_context else 0
+        shard_records = num_pipelines > 1 and len(files) < num_pipelines
+        if num_pipelines > 1 and not shard_records:
+            files = files[pipeline_id::num_pipelines]
+        elif shard_records:
+            logging.warning(
+                "%d files for %d input pipelines: sharding by record, so every pipeline "
+                "reads every file",
+                len(files),
+                num_pipelines,
+            )
 
-    files_dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(files), tf.constant(_file_sizes(files), tf.int64)))
-    if shard_records:
-      dataset = files_dataset.flat_map(read_tfrecord_file_checked)
-      dataset = dataset.shard(num_pipelines, pipeline_id)
-    else:
-      if self._is_training:
-        files_dataset = files_dataset.shuffle(len(files), seed=self._seed)
-      dataset = files_dataset.interleave(
-          read_tfrecord_file_checked, cycle_length=min(self._cycle_length, len(files)),
-          block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
-          deterministic=self._deterministic)
+        files_dataset = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(files), tf.constant(_file_sizes(files), tf.int64))
+        )
+        if shard_records:
+            dataset = files_dataset.flat_map(read_tfrecord_file_checked)
+            dataset = dataset.shard(num_pipelines, pipeline_id)
+        else:
+            if self._is_training:
+                files_dataset = files_dataset.shuffle(len(files), seed=self._seed)
+            dataset = files_dataset.interleave(
+                read_tfrecord_file_checked,
+                cycle_length=min(self._cycle_length, len(files)),
+                block_length=1,
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=self._deterministic,
+            )
 
-    if self._is_training:
-      dataset = dataset.shuffle(self._shuffle_buffer, seed=self._seed).repeat()
-    dataset = dataset.map(self._parser_fn, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=self._deterministic)
-    if self._is_training:
-      dataset = dataset.batch(self._batch_size, drop_remainder=True)
-    else:
-      batch_size = self._batch_size
-      dataset = dataset.batch(batch_size, drop_remainder=False).map(
-          lambda *element: _pad_to_batch_size(
-              element[0] if len(element) == 1 else element, batch_size))
+        if self._is_training:
+            dataset = dataset.shuffle(self._shuffle_buffer, seed=self._seed).repeat()
+        dataset = dataset.map(
+            self._parser_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=self._deterministic
+        )
+        if self._is_training:
+            dataset = dataset.batch(self._batch_size, drop_remainder=True)
+        else:
+            batch_size = self._batch_size
+            dataset = dataset.batch(batch_size, drop_remainder=False).map(
+                lambda *element: _pad_to_batch_size(
+                    element[0] if len(element) == 1 else element, batch_size
+                )
+            )
 
-    options = tf.data.Options()
-    options.deterministic = self._deterministic
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.deterministic = self._deterministic
+        return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

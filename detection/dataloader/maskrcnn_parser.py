@@ -33,12 +33,26 @@ class MaskrcnnParser:
     `retinanet_parser.groundtruths_for_eval` (original pixels).
     """
 
-    def __init__(self, output_size, anchors: Anchors, num_classes, is_training,
-                 rpn_match_threshold=0.7, rpn_unmatched_threshold=0.3,
-                 rpn_batch_size_per_im=256, rpn_fg_fraction=0.5, aug_rand_hflip=True,
-                 aug_scale_min=1.0, aug_scale_max=1.0, skip_crowd_during_training=True,
-                 max_num_instances=100, include_mask=True, mask_crop_size=112,
-                 regenerate_source_id=False, seed=None):
+    def __init__(
+        self,
+        output_size,
+        anchors: Anchors,
+        num_classes,
+        is_training,
+        rpn_match_threshold=0.7,
+        rpn_unmatched_threshold=0.3,
+        rpn_batch_size_per_im=256,
+        rpn_fg_fraction=0.5,
+        aug_rand_hflip=True,
+        aug_scale_min=1.0,
+        aug_scale_max=1.0,
+        skip_crowd_during_training=True,
+        max_num_instances=100,
+        include_mask=True,
+        mask_crop_size=112,
+        regenerate_source_id=False,
+        seed=None,
+    ):
         """Builds the parser.
 
         Args:
@@ -59,8 +73,14 @@ class MaskrcnnParser:
           seed: optional op seed of the RPN sampling.
         """
         self._output_size = [int(output_size[0]), int(output_size[1])]
-        self._labeler = RpnAnchorLabeler(anchors, rpn_match_threshold, rpn_unmatched_threshold,
-                                         rpn_batch_size_per_im, rpn_fg_fraction, seed=seed)
+        self._labeler = RpnAnchorLabeler(
+            anchors,
+            rpn_match_threshold,
+            rpn_unmatched_threshold,
+            rpn_batch_size_per_im,
+            rpn_fg_fraction,
+            seed=seed,
+        )
         self._num_classes = num_classes
         self._is_training = is_training
         self._aug_rand_hflip = aug_rand_hflip
@@ -72,13 +92,19 @@ class MaskrcnnParser:
         self._mask_crop_size = int(mask_crop_size)
         if self._mask_crop_size < 1:
             raise ValueError(f"mask_crop_size must be >= 1, got {mask_crop_size}")
-        self._decoder = TfExampleDecoder(include_mask=include_mask and is_training,
-                                         regenerate_source_id=regenerate_source_id)
+        self._decoder = TfExampleDecoder(
+            include_mask=include_mask and is_training, regenerate_source_id=regenerate_source_id
+        )
 
     def __call__(self, serialized):
         decoded = self._decoder.decode(serialized)
-        with tf.control_dependencies([check_class_ids(
-                decoded["groundtruth_classes"], self._num_classes, decoded["source_id"])]):
+        with tf.control_dependencies(
+            [
+                check_class_ids(
+                    decoded["groundtruth_classes"], self._num_classes, decoded["source_id"]
+                )
+            ]
+        ):
             decoded["groundtruth_classes"] = tf.identity(decoded["groundtruth_classes"])
         if self._is_training:
             return self._parse_train(decoded)
@@ -100,7 +126,8 @@ class MaskrcnnParser:
         original_size = tf.cast(tf.shape(image)[:2], tf.float32)
         boxes = box_ops.denormalize_boxes(boxes, original_size)
         image, image_info = preprocess_ops.resize_and_crop_image(
-            image, self._output_size, self._aug_scale_min, self._aug_scale_max)
+            image, self._output_size, self._aug_scale_min, self._aug_scale_max
+        )
         image.set_shape(self._output_size + [3])
         scale, offset = image_info[2], image_info[3]
         boxes = preprocess_ops.resize_and_crop_boxes(boxes, scale, self._output_size, offset)
@@ -120,11 +147,10 @@ class MaskrcnnParser:
             # pixels: the same region as the resized mask, without resizing n full masks.
             original_boxes = (boxes + tf.tile(offset, [2])) / tf.tile(scale, [2])
             crops = preprocess_ops.crop_and_resize_masks(
-                tf.gather(masks, keep), original_boxes, self._mask_crop_size)
-            labels["gt_masks"] = pad(crops, self._max_num_instances, -1.0,
-                                     "groundtruth instances")
-        features = {"images": image, "image_info": image_info,
-                    "source_ids": decoded["source_id"]}
+                tf.gather(masks, keep), original_boxes, self._mask_crop_size
+            )
+            labels["gt_masks"] = pad(crops, self._max_num_instances, -1.0, "groundtruth instances")
+        features = {"images": image, "image_info": image_info, "source_ids": decoded["source_id"]}
         return features, labels
 
     def _parse_eval(self, decoded):
@@ -132,6 +158,5 @@ class MaskrcnnParser:
         image, image_info = preprocess_ops.resize_and_crop_image(image, self._output_size)
         image.set_shape(self._output_size + [3])
         labels = {"groundtruths": groundtruths_for_eval(decoded, self._max_num_instances)}
-        features = {"images": image, "image_info": image_info,
-                    "source_ids": decoded["source_id"]}
+        features = {"images": image, "image_info": image_info, "source_ids": decoded["source_id"]}
         return features, labels

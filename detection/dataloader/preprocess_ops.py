@@ -37,16 +37,24 @@ def random_horizontal_flip(image, normalized_boxes, masks=None, seed=None):
 
     def flip():
         ymin, xmin, ymax, xmax = tf.unstack(normalized_boxes, axis=-1)
-        flipped = (tf.reverse(image, axis=[1]),
-                   tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1))
+        flipped = (
+            tf.reverse(image, axis=[1]),
+            tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1),
+        )
         return flipped if masks is None else flipped + (tf.reverse(masks, axis=[2]),)
 
     outputs = tf.cond(do_flip, flip, lambda: tensors)
     return (outputs[0], outputs[1], None if masks is None else outputs[2])
 
 
-def resize_and_crop_image(image, output_size, aug_scale_min=1.0, aug_scale_max=1.0,
-                          seed=None, method=tf.image.ResizeMethod.BILINEAR):
+def resize_and_crop_image(
+    image,
+    output_size,
+    aug_scale_min=1.0,
+    aug_scale_max=1.0,
+    seed=None,
+    method=tf.image.ResizeMethod.BILINEAR,
+):
     """Resizes keeping aspect ratio (with scale jitter), random-crops and pads.
 
     Args:
@@ -78,7 +86,9 @@ def resize_and_crop_image(image, output_size, aug_scale_min=1.0, aug_scale_max=1
 
     scaled = tf.image.resize(image, tf.cast(scaled_size, tf.int32), method=method)
     offset_int = tf.cast(offset, tf.int32)
-    cropped = scaled[offset_int[0]:offset_int[0] + out_h, offset_int[1]:offset_int[1] + out_w, :]
+    cropped = scaled[
+        offset_int[0] : offset_int[0] + out_h, offset_int[1] : offset_int[1] + out_w, :
+    ]
     padded = tf.image.pad_to_bounding_box(cropped, 0, 0, out_h, out_w)
     valid_size = tf.minimum(scaled_size - offset, tf.constant([out_h, out_w], tf.float32))
     image_info = tf.stack([original_size, valid_size, image_scale, offset])
@@ -123,8 +133,10 @@ def pad_to_fixed_size(values, size, pad_value, name):
     """
     count = tf.shape(values)[0]
     check = tf.debugging.assert_less_equal(
-        count, size, message=f"more {name} than max_num_instances={size}; raise "
-                             "the parser's max_num_instances")
+        count,
+        size,
+        message=f"more {name} than max_num_instances={size}; raise the parser's max_num_instances",
+    )
     with tf.control_dependencies([check]):
         paddings = [[0, size - count]] + [[0, 0]] * (len(values.shape) - 1)
         padded = tf.pad(values, paddings, constant_values=pad_value)
@@ -155,8 +167,9 @@ def crop_and_resize_masks(masks, boxes, crop_size):
     # image) inside the padded image, where crop_and_resize interpolates.
     padded = tf.pad(masks, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")
     padded_size = tf.cast(tf.shape(padded)[1:3], tf.float32)
-    cell = tf.tile(tf.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=-1),
-                   [1, 2]) / float(crop_size)
+    cell = tf.tile(
+        tf.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=-1), [1, 2]
+    ) / float(crop_size)
     # crop_and_resize samples normalized [y1, y2] at y1 * (H - 1) + i * (y2 - y1) * (H - 1) /
     # (crop - 1) in pixel-index coordinates (pixel centres at integers); place the first and
     # last samples at the first and last cell centres. The +1 is the padding's shift, and
@@ -165,13 +178,23 @@ def crop_and_resize_masks(masks, boxes, crop_size):
     normalized = first_last / tf.tile(tf.maximum(padded_size - 1.0, 1.0), [2])
     num_masks = tf.shape(masks)[0]
     crops = tf.image.crop_and_resize(
-        padded[:, :, :, tf.newaxis], normalized, tf.range(num_masks, dtype=tf.int32),
-        [int(crop_size), int(crop_size)], method="bilinear")
+        padded[:, :, :, tf.newaxis],
+        normalized,
+        tf.range(num_masks, dtype=tf.int32),
+        [int(crop_size), int(crop_size)],
+        method="bilinear",
+    )
     return crops[:, :, :, 0]
 
 
-def random_crop_window(image_size, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
-                       min_object_covered=0.1, max_attempts=10, seed=None):
+def random_crop_window(
+    image_size,
+    area_range=(0.08, 1.0),
+    aspect_ratio_range=(3 / 4, 4 / 3),
+    min_object_covered=0.1,
+    max_attempts=10,
+    seed=None,
+):
     """Samples an Inception-style crop window covering a random area and aspect ratio.
 
     Args:
@@ -189,9 +212,15 @@ def random_crop_window(image_size, area_range=(0.08, 1.0), aspect_ratio_range=(3
     whole_image = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
     image_shape = tf.concat([tf.cast(image_size, tf.int32), [3]], axis=0)
     begin, size, _ = tf.image.sample_distorted_bounding_box(
-        image_shape, bounding_boxes=whole_image, seed=0 if seed is None else seed,
-        min_object_covered=min_object_covered, aspect_ratio_range=aspect_ratio_range,
-        area_range=area_range, max_attempts=max_attempts, use_image_if_no_bounding_boxes=True)
+        image_shape,
+        bounding_boxes=whole_image,
+        seed=0 if seed is None else seed,
+        min_object_covered=min_object_covered,
+        aspect_ratio_range=aspect_ratio_range,
+        area_range=area_range,
+        max_attempts=max_attempts,
+        use_image_if_no_bounding_boxes=True,
+    )
     return begin[:2], size[:2]
 
 
@@ -212,15 +241,15 @@ def center_crop_window(image_size, output_size, crop_padding=32):
     """
     image_size = tf.cast(image_size, tf.int32)
     out = float(min(int(output_size[0]), int(output_size[1])))
-    side = tf.cast(out / (out + crop_padding) * tf.cast(tf.reduce_min(image_size), tf.float32),
-                   tf.int32)
+    side = tf.cast(
+        out / (out + crop_padding) * tf.cast(tf.reduce_min(image_size), tf.float32), tf.int32
+    )
     side = tf.maximum(side, 1)
     offset = (image_size - side + 1) // 2
     return offset, tf.stack([side, side])
 
 
-def crop_and_resize_image(image, offset, size, output_size,
-                          method=tf.image.ResizeMethod.BILINEAR):
+def crop_and_resize_image(image, offset, size, output_size, method=tf.image.ResizeMethod.BILINEAR):
     """Crops `image[y:y+h, x:x+w]` and resizes it to `output_size` (aspect not kept).
 
     Args:

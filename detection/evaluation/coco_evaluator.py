@@ -24,16 +24,36 @@ from detection.evaluation import coco_utils
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
-                'ARmax1', 'ARmax10', 'ARmax100', 'ARs', 'ARm', 'ARl')
+METRIC_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "ARmax1",
+    "ARmax10",
+    "ARmax100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
 
 # (is_precision, iou_threshold or None for the mean over 0.50:0.95, area range, max detections)
 # per entry of METRIC_NAMES: the definitions of COCOeval.summarize for detection.
 _STAT_DEFINITIONS = (
-    (True, None, 'all', 100), (True, 0.5, 'all', 100), (True, 0.75, 'all', 100),
-    (True, None, 'small', 100), (True, None, 'medium', 100), (True, None, 'large', 100),
-    (False, None, 'all', 1), (False, None, 'all', 10), (False, None, 'all', 100),
-    (False, None, 'small', 100), (False, None, 'medium', 100), (False, None, 'large', 100),
+    (True, None, "all", 100),
+    (True, 0.5, "all", 100),
+    (True, 0.75, "all", 100),
+    (True, None, "small", 100),
+    (True, None, "medium", 100),
+    (True, None, "large", 100),
+    (False, None, "all", 1),
+    (False, None, "all", 10),
+    (False, None, "all", 100),
+    (False, None, "small", 100),
+    (False, None, "medium", 100),
+    (False, None, "large", 100),
 )
 
 
@@ -49,8 +69,8 @@ def category_stats(coco_eval, category_index):
       `summarize()` gives when `params.catIds` is just that category.
     """
     params = coco_eval.params
-    precision = coco_eval.eval['precision'][:, :, category_index]  # [T, R, A, M]
-    recall = coco_eval.eval['recall'][:, category_index]  # [T, A, M]
+    precision = coco_eval.eval["precision"][:, :, category_index]  # [T, R, A, M]
+    recall = coco_eval.eval["recall"][:, category_index]  # [T, A, M]
     stats = []
     for is_precision, iou, area, max_dets in _STAT_DEFINITIONS:
         a = params.areaRngLbl.index(area)
@@ -73,8 +93,15 @@ class COCOEvaluator:
     detections as for the groundtruth.
     """
 
-    def __init__(self, annotation_file=None, include_mask=False, per_category_metrics=False,
-                 num_classes=None, category_names=None, mask_category_ids=None):
+    def __init__(
+        self,
+        annotation_file=None,
+        include_mask=False,
+        per_category_metrics=False,
+        num_classes=None,
+        category_names=None,
+        mask_category_ids=None,
+    ):
         """Builds the evaluator.
 
         Args:
@@ -93,19 +120,22 @@ class COCOEvaluator:
           FileNotFoundError / ValueError: unreadable annotation file or inconsistent arguments.
         """
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 2):
-            raise ValueError(f'num_classes must be an int >= 2 (background included), '
-                             f'got {num_classes!r}.')
+            raise ValueError(
+                f"num_classes must be an int >= 2 (background included), got {num_classes!r}."
+            )
         if mask_category_ids is not None and not include_mask:
-            raise ValueError('mask_category_ids is given but include_mask is False.')
+            raise ValueError("mask_category_ids is given but include_mask is False.")
         self._annotation_file = annotation_file
-        self._coco_gt = (coco_utils.load_coco_json(annotation_file)
-                         if annotation_file is not None else None)
+        self._coco_gt = (
+            coco_utils.load_coco_json(annotation_file) if annotation_file is not None else None
+        )
         self._include_mask = bool(include_mask)
         self._per_category_metrics = bool(per_category_metrics)
         self._num_classes = None if num_classes is None else int(num_classes)
         self._category_names = dict(category_names or {})
-        self._mask_category_ids = (None if mask_category_ids is None
-                                   else sorted(int(c) for c in mask_category_ids))
+        self._mask_category_ids = (
+            None if mask_category_ids is None else sorted(int(c) for c in mask_category_ids)
+        )
         self.reset()
 
     def reset(self):
@@ -138,39 +168,52 @@ class COCOEvaluator:
             the annotation file, or groundtruth ids that differ from the prediction ids.
         """
         image_ids, results = coco_utils.predictions_to_coco_results(
-            predictions, include_mask=self._include_mask)
+            predictions, include_mask=self._include_mask
+        )
         seen, repeated = set(), set()
         for image_id in image_ids:
             if image_id in self._image_ids or image_id in seen:
                 repeated.add(image_id)
             seen.add(image_id)
         if repeated:
-            raise ValueError(f'Image ids {sorted(repeated)} were already evaluated; mark padding '
-                             f'batch entries with source_id -1 or valid=False.')
+            raise ValueError(
+                f"Image ids {sorted(repeated)} were already evaluated; mark padding "
+                f"batch entries with source_id -1 or valid=False."
+            )
 
         gt_images, gt_annotations = [], []
         if self._coco_gt is not None:
             unknown = sorted(i for i in image_ids if i not in self._coco_gt.imgs)
             if unknown:
-                raise ValueError(f'Image ids {unknown[:10]} are not in annotation file '
-                                 f'{self._annotation_file!r}.')
+                raise ValueError(
+                    f"Image ids {unknown[:10]} are not in annotation file "
+                    f"{self._annotation_file!r}."
+                )
         else:
             if groundtruths is None:
-                raise ValueError('COCOEvaluator has no annotation_file, so update() needs the '
-                                 'groundtruths of each batch.')
-            if 'source_id' not in groundtruths:
-                raise ValueError(f'groundtruths is missing key source_id; got keys '
-                                 f'{sorted(groundtruths)}.')
-            keep = coco_utils.valid_entries(np.asarray(predictions['source_id']),
-                                            predictions.get('valid'))
-            gt_ids = np.asarray(groundtruths['source_id'])
+                raise ValueError(
+                    "COCOEvaluator has no annotation_file, so update() needs the "
+                    "groundtruths of each batch."
+                )
+            if "source_id" not in groundtruths:
+                raise ValueError(
+                    f"groundtruths is missing key source_id; got keys {sorted(groundtruths)}."
+                )
+            keep = coco_utils.valid_entries(
+                np.asarray(predictions["source_id"]), predictions.get("valid")
+            )
+            gt_ids = np.asarray(groundtruths["source_id"])
             if gt_ids.shape != keep.shape or not np.array_equal(
-                    gt_ids[keep], np.asarray(predictions['source_id'])[keep]):
-                raise ValueError(f'groundtruths source_id {gt_ids.tolist()} does not match '
-                                 f'predictions source_id '
-                                 f'{np.asarray(predictions["source_id"]).tolist()}.')
+                gt_ids[keep], np.asarray(predictions["source_id"])[keep]
+            ):
+                raise ValueError(
+                    f"groundtruths source_id {gt_ids.tolist()} does not match "
+                    f"predictions source_id "
+                    f"{np.asarray(predictions['source_id']).tolist()}."
+                )
             gt_images, gt_annotations = coco_utils.groundtruths_to_coco_images_and_annotations(
-                groundtruths, keep=keep, include_mask=self._include_mask)
+                groundtruths, keep=keep, include_mask=self._include_mask
+            )
 
         self._image_ids.update(image_ids)
         self._results.extend(results)
@@ -185,9 +228,10 @@ class COCOEvaluator:
         elif self._category_names:
             category_ids = self._category_names
         else:
-            category_ids = {a['category_id'] for a in self._gt_annotations}
-        dataset = coco_utils.coco_dataset(self._gt_images, self._gt_annotations, category_ids,
-                                          self._category_names)
+            category_ids = {a["category_id"] for a in self._gt_annotations}
+        dataset = coco_utils.coco_dataset(
+            self._gt_images, self._gt_annotations, category_ids, self._category_names
+        )
         return coco_utils.coco_from_dataset(dataset)
 
     def evaluate(self):
@@ -201,23 +245,34 @@ class COCOEvaluator:
           RuntimeError: if no real image was accumulated.
         """
         if not self._image_ids:
-            raise RuntimeError('COCOEvaluator.evaluate() called before any update() with real '
-                               '(non-padding) images.')
+            raise RuntimeError(
+                "COCOEvaluator.evaluate() called before any update() with real "
+                "(non-padding) images."
+            )
         coco_gt = self._groundtruth()
         image_ids = sorted(self._image_ids)
         known = set(coco_gt.getCatIds())
-        unknown = sorted({r['category_id'] for r in self._results} - known)
+        unknown = sorted({r["category_id"] for r in self._results} - known)
         if unknown:
-            logger.warning('Detections of category ids %s are ignored: the groundtruth does not '
-                           'declare them.', unknown)
+            logger.warning(
+                "Detections of category ids %s are ignored: the groundtruth does not declare them.",
+                unknown,
+            )
 
-        box_results = [{k: v for k, v in r.items() if k != 'segmentation'}
-                       for r in self._results]
-        metrics = self._run(coco_gt, box_results, 'bbox', image_ids, None, prefix='')
+        box_results = [{k: v for k, v in r.items() if k != "segmentation"} for r in self._results]
+        metrics = self._run(coco_gt, box_results, "bbox", image_ids, None, prefix="")
         if self._include_mask:
-            mask_results = [{k: v for k, v in r.items() if k != 'bbox'} for r in self._results]
-            metrics.update(self._run(coco_gt, mask_results, 'segm', image_ids,
-                                     self._mask_category_ids, prefix='mask_'))
+            mask_results = [{k: v for k, v in r.items() if k != "bbox"} for r in self._results]
+            metrics.update(
+                self._run(
+                    coco_gt,
+                    mask_results,
+                    "segm",
+                    image_ids,
+                    self._mask_category_ids,
+                    prefix="mask_",
+                )
+            )
         return metrics
 
     def _run(self, coco_gt, results, iou_type, image_ids, category_ids, prefix):
@@ -229,19 +284,20 @@ class COCOEvaluator:
         with coco_utils.quiet_stdout(logger):
             coco_eval.evaluate()
             coco_eval.accumulate()
-        logger.info('COCO %s metrics over %d images:', iou_type, len(image_ids))
+        logger.info("COCO %s metrics over %d images:", iou_type, len(image_ids))
         with coco_utils.quiet_stdout(logger, logging.INFO):
             coco_eval.summarize()
         metrics = {prefix + name: float(v) for name, v in zip(METRIC_NAMES, coco_eval.stats)}
         if self._per_category_metrics:
-            categories = {c['id']: c.get('name', str(c['id'])) for c in coco_gt.loadCats(
-                coco_gt.getCatIds())}
+            categories = {
+                c["id"]: c.get("name", str(c["id"])) for c in coco_gt.loadCats(coco_gt.getCatIds())
+            }
             for k, category_id in enumerate(coco_eval.params.catIds):
                 if category_id not in categories:
                     continue  # a mask_category_ids entry the groundtruth does not declare
                 name = categories[category_id]
                 for metric, value in zip(METRIC_NAMES, category_stats(coco_eval, k)):
-                    metrics[f'{prefix}{metric}_/{name}'] = value
+                    metrics[f"{prefix}{metric}_/{name}"] = value
         return metrics
 
     def dump_predictions(self, path):

@@ -20,9 +20,15 @@ import numpy as np
 from pycocotools import coco as pycoco
 from pycocotools import mask as mask_api
 
-_REQUIRED_PREDICTION_KEYS = ('source_id', 'image_info', 'num_detections', 'detection_boxes',
-                             'detection_classes', 'detection_scores')
-_REQUIRED_GROUNDTRUTH_KEYS = ('source_id', 'height', 'width', 'num_detections', 'boxes', 'classes')
+_REQUIRED_PREDICTION_KEYS = (
+    "source_id",
+    "image_info",
+    "num_detections",
+    "detection_boxes",
+    "detection_classes",
+    "detection_scores",
+)
+_REQUIRED_GROUNDTRUTH_KEYS = ("source_id", "height", "width", "num_detections", "boxes", "classes")
 
 
 @contextlib.contextmanager
@@ -33,21 +39,21 @@ def quiet_stdout(logger=None, level=logging.DEBUG):
         yield
     text = buffer.getvalue().strip()
     if text:
-        (logger or logging.getLogger(__name__)).log(level, '%s', text)
+        (logger or logging.getLogger(__name__)).log(level, "%s", text)
 
 
 def _require(batch, keys, what):
     missing = [k for k in keys if k not in batch]
     if missing:
-        raise ValueError(f'{what} is missing keys {missing}; got keys {sorted(batch)}.')
+        raise ValueError(f"{what} is missing keys {missing}; got keys {sorted(batch)}.")
 
 
 def _as_array(batch, key, what, ndim, batch_size=None):
     value = np.asarray(batch[key])
     if value.ndim != ndim:
-        raise ValueError(f'{what}[{key!r}] must have rank {ndim}, got shape {value.shape}.')
+        raise ValueError(f"{what}[{key!r}] must have rank {ndim}, got shape {value.shape}.")
     if batch_size is not None and value.shape[0] != batch_size:
-        raise ValueError(f'{what}[{key!r}] has batch size {value.shape[0]}, expected {batch_size}.')
+        raise ValueError(f"{what}[{key!r}] has batch size {value.shape[0]}, expected {batch_size}.")
     return value
 
 
@@ -65,7 +71,7 @@ def valid_entries(source_ids, valid=None):
     if valid is not None:
         valid = np.asarray(valid).astype(bool)
         if valid.shape != keep.shape:
-            raise ValueError(f'`valid` has shape {valid.shape}, expected {keep.shape}.')
+            raise ValueError(f"`valid` has shape {valid.shape}, expected {keep.shape}.")
         keep &= valid
     return keep
 
@@ -84,8 +90,10 @@ def boxes_to_original_pixels(boxes, image_info):
     boxes = np.asarray(boxes, np.float64)
     image_info = np.asarray(image_info, np.float64)
     if boxes.shape[-1] != 4 or image_info.shape[1:] != (4, 2):
-        raise ValueError(f'Expected boxes [b, K, 4] and image_info [b, 4, 2], got '
-                         f'{boxes.shape} and {image_info.shape}.')
+        raise ValueError(
+            f"Expected boxes [b, K, 4] and image_info [b, 4, 2], got "
+            f"{boxes.shape} and {image_info.shape}."
+        )
     scale = np.tile(image_info[:, 2, :], 2)[:, None, :]
     offset = np.tile(image_info[:, 3, :], 2)[:, None, :]
     return (boxes + offset) / scale
@@ -94,8 +102,15 @@ def boxes_to_original_pixels(boxes, image_info):
 def yxyx_to_xywh(boxes):
     """[..., 4] [ymin, xmin, ymax, xmax] -> [..., 4] COCO [x, y, width, height]."""
     boxes = np.asarray(boxes)
-    return np.stack([boxes[..., 1], boxes[..., 0], boxes[..., 3] - boxes[..., 1],
-                     boxes[..., 2] - boxes[..., 0]], axis=-1)
+    return np.stack(
+        [
+            boxes[..., 1],
+            boxes[..., 0],
+            boxes[..., 3] - boxes[..., 1],
+            boxes[..., 2] - boxes[..., 0],
+        ],
+        axis=-1,
+    )
 
 
 def _bilinear_weights(start, end, cells, size):
@@ -139,7 +154,7 @@ def paste_instance_mask(mask, box, image_height, image_width, threshold=0.5):
     """
     mask = np.asarray(mask, np.float64)
     if mask.ndim != 2:
-        raise ValueError(f'mask must be [mask_h, mask_w], got shape {mask.shape}.')
+        raise ValueError(f"mask must be [mask_h, mask_w], got shape {mask.shape}.")
     out = np.zeros((int(image_height), int(image_width)), np.uint8)
     ymin, xmin, ymax, xmax = (float(v) for v in box)
     if not (ymax > ymin and xmax > xmin):
@@ -150,14 +165,14 @@ def paste_instance_mask(mask, box, image_height, image_width, threshold=0.5):
         return out
     # Bilinear sampling is separable: rows then columns, two small matrix products.
     values = row_weights @ mask @ col_weights.T
-    out[y0:y0 + values.shape[0], x0:x0 + values.shape[1]] = values >= threshold
+    out[y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]] = values >= threshold
     return out
 
 
 def encode_mask_rle(binary_mask):
     """[H, W] {0, 1} mask -> COCO compressed RLE dict with a JSON-safe `counts` string."""
     rle = mask_api.encode(np.asfortranarray(np.asarray(binary_mask, np.uint8)))
-    rle['counts'] = rle['counts'].decode('ascii')
+    rle["counts"] = rle["counts"].decode("ascii")
     return rle
 
 
@@ -177,30 +192,33 @@ def predictions_to_coco_results(predictions, include_mask=False):
       (image_ids, results): the list of valid image ids of the batch (with or without detections)
       and a list of dicts `{image_id, category_id, bbox: [x, y, w, h], score[, segmentation]}`.
     """
-    what = 'predictions'
+    what = "predictions"
     _require(predictions, _REQUIRED_PREDICTION_KEYS, what)
-    source_ids = _as_array(predictions, 'source_id', what, 1)
+    source_ids = _as_array(predictions, "source_id", what, 1)
     b = source_ids.shape[0]
-    image_info = _as_array(predictions, 'image_info', what, 3, b)
-    num_detections = _as_array(predictions, 'num_detections', what, 1, b)
-    boxes = _as_array(predictions, 'detection_boxes', what, 3, b)
-    classes = _as_array(predictions, 'detection_classes', what, 2, b)
-    scores = _as_array(predictions, 'detection_scores', what, 2, b)
+    image_info = _as_array(predictions, "image_info", what, 3, b)
+    num_detections = _as_array(predictions, "num_detections", what, 1, b)
+    boxes = _as_array(predictions, "detection_boxes", what, 3, b)
+    classes = _as_array(predictions, "detection_classes", what, 2, b)
+    scores = _as_array(predictions, "detection_scores", what, 2, b)
     max_k = boxes.shape[1]
     if classes.shape[1] != max_k or scores.shape[1] != max_k:
-        raise ValueError(f'{what}: detection_boxes {boxes.shape}, '
-                         f'detection_classes {classes.shape} '
-                         f'and detection_scores {scores.shape} disagree on K.')
-    keep = valid_entries(source_ids, predictions.get('valid'))
+        raise ValueError(
+            f"{what}: detection_boxes {boxes.shape}, "
+            f"detection_classes {classes.shape} "
+            f"and detection_scores {scores.shape} disagree on K."
+        )
+    keep = valid_entries(source_ids, predictions.get("valid"))
     original_boxes = boxes_to_original_pixels(boxes, image_info)
     xywh = yxyx_to_xywh(original_boxes)
     if include_mask:
-        _require(predictions, ('detection_masks',), what)
-        masks = _as_array(predictions, 'detection_masks', what, 4, b)
+        _require(predictions, ("detection_masks",), what)
+        masks = _as_array(predictions, "detection_masks", what, 4, b)
         mask_boxes = original_boxes
-        if 'detection_outer_boxes' in predictions:
+        if "detection_outer_boxes" in predictions:
             mask_boxes = boxes_to_original_pixels(
-                _as_array(predictions, 'detection_outer_boxes', what, 3, b), image_info)
+                _as_array(predictions, "detection_outer_boxes", what, 3, b), image_info
+            )
 
     image_ids, results = [], []
     for i in np.flatnonzero(keep):
@@ -208,20 +226,28 @@ def predictions_to_coco_results(predictions, include_mask=False):
         image_ids.append(image_id)
         n = int(num_detections[i])
         if not 0 <= n <= max_k:
-            raise ValueError(f'{what}: num_detections {n} of image {image_id} is outside '
-                             f'[0, {max_k}].')
+            raise ValueError(
+                f"{what}: num_detections {n} of image {image_id} is outside [0, {max_k}]."
+            )
         bad = classes[i, :n] < 1
         if np.any(bad):
-            raise ValueError(f'{what}: image {image_id} has detection classes '
-                             f'{np.unique(classes[i, :n][bad]).tolist()} < 1 among its first {n} '
-                             f'(num_detections) detections.')
+            raise ValueError(
+                f"{what}: image {image_id} has detection classes "
+                f"{np.unique(classes[i, :n][bad]).tolist()} < 1 among its first {n} "
+                f"(num_detections) detections."
+            )
         height, width = (int(round(v)) for v in image_info[i, 0])
         for j in range(n):
-            result = {'image_id': image_id, 'category_id': int(classes[i, j]),
-                      'bbox': [float(v) for v in xywh[i, j]], 'score': float(scores[i, j])}
+            result = {
+                "image_id": image_id,
+                "category_id": int(classes[i, j]),
+                "bbox": [float(v) for v in xywh[i, j]],
+                "score": float(scores[i, j]),
+            }
             if include_mask:
-                result['segmentation'] = encode_mask_rle(
-                    paste_instance_mask(masks[i, j], mask_boxes[i, j], height, width))
+                result["segmentation"] = encode_mask_rle(
+                    paste_instance_mask(masks[i, j], mask_boxes[i, j], height, width)
+                )
             results.append(result)
     return image_ids, results
 
@@ -241,23 +267,29 @@ def groundtruths_to_coco_images_and_annotations(groundtruths, keep=None, include
     Returns:
       (images, annotations): lists of COCO dicts.
     """
-    what = 'groundtruths'
+    what = "groundtruths"
     _require(groundtruths, _REQUIRED_GROUNDTRUTH_KEYS, what)
-    source_ids = _as_array(groundtruths, 'source_id', what, 1)
+    source_ids = _as_array(groundtruths, "source_id", what, 1)
     b = source_ids.shape[0]
-    heights = _as_array(groundtruths, 'height', what, 1, b)
-    widths = _as_array(groundtruths, 'width', what, 1, b)
-    num_instances = _as_array(groundtruths, 'num_detections', what, 1, b)
-    boxes = _as_array(groundtruths, 'boxes', what, 3, b)
-    classes = _as_array(groundtruths, 'classes', what, 2, b)
+    heights = _as_array(groundtruths, "height", what, 1, b)
+    widths = _as_array(groundtruths, "width", what, 1, b)
+    num_instances = _as_array(groundtruths, "num_detections", what, 1, b)
+    boxes = _as_array(groundtruths, "boxes", what, 3, b)
+    classes = _as_array(groundtruths, "classes", what, 2, b)
     max_m = boxes.shape[1]
-    areas = (_as_array(groundtruths, 'areas', what, 2, b) if 'areas' in groundtruths
-             else (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]))
-    crowds = (_as_array(groundtruths, 'is_crowds', what, 2, b) if 'is_crowds' in groundtruths
-              else np.zeros(classes.shape, np.int32))
+    areas = (
+        _as_array(groundtruths, "areas", what, 2, b)
+        if "areas" in groundtruths
+        else (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    )
+    crowds = (
+        _as_array(groundtruths, "is_crowds", what, 2, b)
+        if "is_crowds" in groundtruths
+        else np.zeros(classes.shape, np.int32)
+    )
     if include_mask:
-        _require(groundtruths, ('masks',), what)
-        masks = _as_array(groundtruths, 'masks', what, 4, b)
+        _require(groundtruths, ("masks",), what)
+        masks = _as_array(groundtruths, "masks", what, 4, b)
     xywh = yxyx_to_xywh(np.asarray(boxes, np.float64))
     keep = valid_entries(source_ids) if keep is None else np.asarray(keep, bool)
 
@@ -265,22 +297,29 @@ def groundtruths_to_coco_images_and_annotations(groundtruths, keep=None, include
     for i in np.flatnonzero(keep):
         image_id = int(source_ids[i])
         height, width = int(heights[i]), int(widths[i])
-        images.append({'id': image_id, 'height': height, 'width': width})
+        images.append({"id": image_id, "height": height, "width": width})
         n = int(num_instances[i])
         if not 0 <= n <= max_m:
-            raise ValueError(f'{what}: num_detections {n} of image {image_id} is outside '
-                             f'[0, {max_m}].')
+            raise ValueError(
+                f"{what}: num_detections {n} of image {image_id} is outside [0, {max_m}]."
+            )
         bad = classes[i, :n] < 1
         if np.any(bad):
-            raise ValueError(f'{what}: image {image_id} has classes '
-                             f'{np.unique(classes[i, :n][bad]).tolist()} < 1 among its first {n} '
-                             f'(num_detections) instances.')
+            raise ValueError(
+                f"{what}: image {image_id} has classes "
+                f"{np.unique(classes[i, :n][bad]).tolist()} < 1 among its first {n} "
+                f"(num_detections) instances."
+            )
         for j in range(n):
-            annotation = {'image_id': image_id, 'category_id': int(classes[i, j]),
-                          'bbox': [float(v) for v in xywh[i, j]], 'area': float(areas[i, j]),
-                          'iscrowd': int(crowds[i, j])}
+            annotation = {
+                "image_id": image_id,
+                "category_id": int(classes[i, j]),
+                "bbox": [float(v) for v in xywh[i, j]],
+                "area": float(areas[i, j]),
+                "iscrowd": int(crowds[i, j]),
+            }
             if include_mask:
-                annotation['segmentation'] = encode_mask_rle(masks[i, j, :height, :width] > 0)
+                annotation["segmentation"] = encode_mask_rle(masks[i, j, :height, :width] > 0)
             annotations.append(annotation)
     return images, annotations
 
@@ -299,15 +338,18 @@ def coco_dataset(images, annotations, category_ids, category_names=None):
     """
     names = category_names or {}
     return {
-        'images': list(images),
-        'annotations': [dict(a, id=k + 1) for k, a in enumerate(annotations)],
-        'categories': [{'id': int(c), 'name': names.get(int(c), str(int(c)))}
-                       for c in sorted(set(int(c) for c in category_ids))],
+        "images": list(images),
+        "annotations": [dict(a, id=k + 1) for k, a in enumerate(annotations)],
+        "categories": [
+            {"id": int(c), "name": names.get(int(c), str(int(c)))}
+            for c in sorted(set(int(c) for c in category_ids))
+        ],
     }
 
 
-def groundtruths_to_coco_dataset(groundtruth_batches, category_ids=None, category_names=None,
-                                 include_mask=False):
+def groundtruths_to_coco_dataset(
+    groundtruth_batches, category_ids=None, category_names=None, include_mask=False
+):
     """One or more groundtruth batches -> COCO dataset dict.
 
     Args:
@@ -325,11 +367,12 @@ def groundtruths_to_coco_dataset(groundtruth_batches, category_ids=None, categor
     images, annotations = [], []
     for batch in groundtruth_batches:
         batch_images, batch_annotations = groundtruths_to_coco_images_and_annotations(
-            batch, include_mask=include_mask)
+            batch, include_mask=include_mask
+        )
         images += batch_images
         annotations += batch_annotations
     if category_ids is None:
-        category_ids = {a['category_id'] for a in annotations}
+        category_ids = {a["category_id"] for a in annotations}
     return coco_dataset(images, annotations, category_ids, category_names)
 
 
@@ -351,16 +394,17 @@ def load_coco_json(path):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'COCO annotation file {path!r} does not exist.')
+        raise FileNotFoundError(f"COCO annotation file {path!r} does not exist.")
     try:
         with open(path) as f:
             dataset = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f'COCO annotation file {path!r} is not valid JSON: {e}') from e
-    if not isinstance(dataset, dict) or 'images' not in dataset or 'annotations' not in dataset:
-        raise ValueError(f'COCO annotation file {path!r} must be a JSON object with `images` and '
-                         f'`annotations`.')
-    dataset.setdefault('categories', [])
+        raise ValueError(f"COCO annotation file {path!r} is not valid JSON: {e}") from e
+    if not isinstance(dataset, dict) or "images" not in dataset or "annotations" not in dataset:
+        raise ValueError(
+            f"COCO annotation file {path!r} must be a JSON object with `images` and `annotations`."
+        )
+    dataset.setdefault("categories", [])
     return coco_from_dataset(dataset)
 
 
@@ -371,8 +415,13 @@ def load_results(coco_gt, results):
     set is built directly instead. The result dicts are copied since `loadRes` adds fields.
     """
     if not results:
-        return coco_from_dataset({'images': list(coco_gt.dataset['images']), 'annotations': [],
-                                  'categories': list(coco_gt.dataset.get('categories', []))})
+        return coco_from_dataset(
+            {
+                "images": list(coco_gt.dataset["images"]),
+                "annotations": [],
+                "categories": list(coco_gt.dataset.get("categories", [])),
+            }
+        )
     with quiet_stdout():
         return coco_gt.loadRes([dict(r) for r in results])
 
@@ -383,5 +432,5 @@ def dump_results(results, path):
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    with open(path, 'w') as f:
+    with open(path, "w") as f:
         json.dump(results, f)

@@ -45,10 +45,12 @@ def model_variables(model):
     variables = {}
     root = model.name + "/"
     for variable in model.variables:
-        key = variable.path[len(root):] if variable.path.startswith(root) else variable.path
+        key = variable.path[len(root) :] if variable.path.startswith(root) else variable.path
         if key in variables:
-            raise ValueError(f"two model variables share the path {variable.path!r}; give "
-                             "their layers distinct names")
+            raise ValueError(
+                f"two model variables share the path {variable.path!r}; give "
+                "their layers distinct names"
+            )
         variables[key] = variable
     return variables
 
@@ -66,8 +68,9 @@ def restore_model(model, checkpoint_path):
         status = checkpoint.restore(checkpoint_path).expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as error:  # ValueError: a variable's shape differs.
-        raise ValueError(f"{checkpoint_path} does not hold this model's variables: "
-                         f"{str(error)[:300]}") from None
+        raise ValueError(
+            f"{checkpoint_path} does not hold this model's variables: {str(error)[:300]}"
+        ) from None
 
 
 def step_of(checkpoint_path):
@@ -87,11 +90,11 @@ class Checkpointer:
 
     def __init__(self, strategy, model, optimizer, model_dir, max_to_keep):
         """Args:
-          strategy: the run's strategy (decides chief / worker directories).
-          model: keras.Model.
-          optimizer: the built optimizer (slots must exist before `restore_latest`).
-          model_dir: directory of the run.
-          max_to_keep: checkpoints kept in model_dir (older ones are deleted).
+        strategy: the run's strategy (decides chief / worker directories).
+        model: keras.Model.
+        optimizer: the built optimizer (slots must exist before `restore_latest`).
+        model_dir: directory of the run.
+        max_to_keep: checkpoints kept in model_dir (older ones are deleted).
         """
         self.checkpoint = tf.train.Checkpoint(model=model_variables(model), optimizer=optimizer)
         self._optimizer = optimizer
@@ -100,11 +103,15 @@ class Checkpointer:
         if self._is_chief:
             self._directory = model_dir
         else:
-            self._directory = os.path.join(model_dir, "worker_tmp",
-                                           str(distribution.task_id(strategy)))
+            self._directory = os.path.join(
+                model_dir, "worker_tmp", str(distribution.task_id(strategy))
+            )
         self._manager = tf.train.CheckpointManager(
-            self.checkpoint, self._directory, max_to_keep=max_to_keep if self._is_chief else 1,
-            checkpoint_name=CHECKPOINT_NAME)
+            self.checkpoint,
+            self._directory,
+            max_to_keep=max_to_keep if self._is_chief else 1,
+            checkpoint_name=CHECKPOINT_NAME,
+        )
         self._last_saved_step = None
 
     @property
@@ -124,8 +131,10 @@ class Checkpointer:
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as error:
-            raise ValueError(f"cannot resume from {path}: it does not match this model and "
-                             f"optimizer (changed architecture or optimizer?): {error}") from error
+            raise ValueError(
+                f"cannot resume from {path}: it does not match this model and "
+                f"optimizer (changed architecture or optimizer?): {error}"
+            ) from error
         self._last_saved_step = self.step
         _log.info("resumed from %s at step %d", path, self.step)
         return path

@@ -57,19 +57,28 @@ def from_params(params, strategy):
     train, evaluation = params.train, params.eval
     iterations_per_loop = _positive(train.iterations_per_loop, "train.iterations_per_loop")
     interval = train.get("checkpoint_interval", None)
-    interval = iterations_per_loop if interval is None else _positive(
-        interval, "train.checkpoint_interval")
+    interval = (
+        iterations_per_loop
+        if interval is None
+        else _positive(interval, "train.checkpoint_interval")
+    )
     jit_compile = train.get("jit_compile", None)
     if jit_compile is None:
         jit_compile = distribution.is_tpu_strategy(strategy)
     norm = params.get("batch_norm_activation", None)
-    if (jit_compile and norm is not None and norm.get("use_sync_bn", False)
-            and not distribution.is_tpu_strategy(strategy)
-            and strategy.num_replicas_in_sync > 1):
+    if (
+        jit_compile
+        and norm is not None
+        and norm.get("use_sync_bn", False)
+        and not distribution.is_tpu_strategy(strategy)
+        and strategy.num_replicas_in_sync > 1
+    ):
         # Cross-replica batch norm all-reduces inside the replica step, which MirroredStrategy
         # cannot do from an XLA-compiled function (TPUStrategy compiles the whole step).
-        raise ValueError("batch_norm_activation.use_sync_bn=true with train.jit_compile=true "
-                         "needs a TPU; on CPU/GPU replicas set train.jit_compile: false")
+        raise ValueError(
+            "batch_norm_activation.use_sync_bn=true with train.jit_compile=true "
+            "needs a TPU; on CPU/GPU replicas set train.jit_compile: false"
+        )
     eval_samples = evaluation.get("eval_samples", None)
     if eval_samples is not None:
         _positive(eval_samples, "eval.eval_samples")
@@ -79,8 +88,9 @@ def from_params(params, strategy):
         iterations_per_loop=iterations_per_loop,
         train_batch_size=_positive(train.train_batch_size, "train.train_batch_size"),
         checkpoint_interval=interval,
-        checkpoint_max_to_keep=_positive(train.get("checkpoint_max_to_keep", 5),
-                                         "train.checkpoint_max_to_keep"),
+        checkpoint_max_to_keep=_positive(
+            train.get("checkpoint_max_to_keep", 5), "train.checkpoint_max_to_keep"
+        ),
         jit_compile=bool(jit_compile),
         use_bfloat16=bool(params.architecture.use_bfloat16),
         l2_weight_decay=float(train.l2_weight_decay or 0.0),

@@ -23,16 +23,19 @@ def _logical_cpus(count):
     if not current or len(current) != count:
         try:
             tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+            )
         except RuntimeError as error:
             raise RuntimeError(
                 f"cannot create {count} logical CPU devices: TensorFlow is already initialized "
-                "(build the strategy before any other TensorFlow work)") from error
+                "(build the strategy before any other TensorFlow work)"
+            ) from error
     return [f"/cpu:{i}" for i in range(count)]
 
 
-def build_strategy(strategy_type, tpu=None, tpu_zone=None, gcp_project=None, num_gpus=0,
-                   num_cores=None):
+def build_strategy(
+    strategy_type, tpu=None, tpu_zone=None, gcp_project=None, num_gpus=0, num_cores=None
+):
     """Creates the `tf.distribute.Strategy` of a run.
 
     Args:
@@ -52,13 +55,15 @@ def build_strategy(strategy_type, tpu=None, tpu_zone=None, gcp_project=None, num
     """
     if strategy_type == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-            tpu=tpu, zone=tpu_zone, project=gcp_project)
+            tpu=tpu, zone=tpu_zone, project=gcp_project
+        )
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
         if num_cores and strategy.num_replicas_in_sync != num_cores:
-            raise ValueError(f"--num_cores={num_cores} but TPU '{tpu}' has "
-                             f"{strategy.num_replicas_in_sync} cores")
+            raise ValueError(
+                f"--num_cores={num_cores} but TPU '{tpu}' has {strategy.num_replicas_in_sync} cores"
+            )
         return strategy
     if strategy_type in ("mirrored", "one_device") and num_gpus:
         found = len(tf.config.list_physical_devices("GPU"))
@@ -72,8 +77,10 @@ def build_strategy(strategy_type, tpu=None, tpu_zone=None, gcp_project=None, num
         return tf.distribute.MirroredStrategy()
     if strategy_type == "multi_worker_mirrored":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("strategy_type 'multi_worker_mirrored' needs the TF_CONFIG "
-                             "environment variable (cluster spec and this task)")
+            raise ValueError(
+                "strategy_type 'multi_worker_mirrored' needs the TF_CONFIG "
+                "environment variable (cluster spec and this task)"
+            )
         try:
             json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as error:
@@ -81,8 +88,9 @@ def build_strategy(strategy_type, tpu=None, tpu_zone=None, gcp_project=None, num
         return tf.distribute.MultiWorkerMirroredStrategy()
     if strategy_type == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus else "/cpu:0")
-    raise ValueError(f"unknown strategy_type {strategy_type!r}; use one of "
-                     + ", ".join(STRATEGY_TYPES))
+    raise ValueError(
+        f"unknown strategy_type {strategy_type!r}; use one of " + ", ".join(STRATEGY_TYPES)
+    )
 
 
 def is_tpu_strategy(strategy):
@@ -122,7 +130,8 @@ def per_replica_batch_size(global_batch_size, num_replicas, key):
     if global_batch_size % num_replicas:
         raise ValueError(
             f"{key}={global_batch_size} is not divisible by the {num_replicas} replicas of the "
-            f"strategy; use a multiple of {num_replicas}")
+            f"strategy; use a multiple of {num_replicas}"
+        )
     return global_batch_size // num_replicas
 
 
@@ -131,6 +140,7 @@ def compute_dtype_policy(use_bfloat16, strategy):
     if use_bfloat16 and is_tpu_strategy(strategy):
         return keras.DTypePolicy("mixed_bfloat16")
     if use_bfloat16:
-        _log.info("architecture.use_bfloat16 is true but the device is not a TPU: "
-                  "computing in float32")
+        _log.info(
+            "architecture.use_bfloat16 is true but the device is not a TPU: computing in float32"
+        )
     return keras.DTypePolicy("float32")

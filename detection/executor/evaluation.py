@@ -36,16 +36,24 @@ def _to_host(strategy, value, batched):
 class Evaluation:
     """Runs one evaluation pass over `model_fn.input_fn('eval')`."""
 
-    def __init__(self, strategy, model_fn, model, eval_batch_size, eval_samples=None,
-                 skip_eval_loss=False, jit_compile=False):
+    def __init__(
+        self,
+        strategy,
+        model_fn,
+        model,
+        eval_batch_size,
+        eval_samples=None,
+        skip_eval_loss=False,
+        jit_compile=False,
+    ):
         """Args:
-          strategy: the run's strategy.
-          model_fn: the ModelFn.
-          model: the keras.Model (restored or being trained).
-          eval_batch_size: global eval batch size.
-          eval_samples: stop after this many examples (None: the whole dataset).
-          skip_eval_loss: drop the model fn's eval losses.
-          jit_compile: compile the replica eval step with XLA.
+        strategy: the run's strategy.
+        model_fn: the ModelFn.
+        model: the keras.Model (restored or being trained).
+        eval_batch_size: global eval batch size.
+        eval_samples: stop after this many examples (None: the whole dataset).
+        skip_eval_loss: drop the model fn's eval losses.
+        jit_compile: compile the replica eval step with XLA.
         """
         self._strategy = strategy
         self._model_fn = model_fn
@@ -66,8 +74,10 @@ class Evaluation:
     def _forward(self, features, labels):
         outputs = self._model_fn(self._model, features, labels, model_fn_lib.EVAL)
         if not isinstance(outputs, dict) or "predictions" not in outputs:
-            raise ValueError("model fn 'eval' output must be a dict with 'predictions', got "
-                             f"{type(outputs).__name__}")
+            raise ValueError(
+                "model fn 'eval' output must be a dict with 'predictions', got "
+                f"{type(outputs).__name__}"
+            )
         result = {"predictions": dict(outputs["predictions"])}
         if outputs.get("losses") and not self._skip_eval_loss:
             result["losses"] = {k: tf.cast(v, tf.float32) for k, v in outputs["losses"].items()}
@@ -86,19 +96,26 @@ class Evaluation:
         if self._evaluator is not None:
             self._evaluator.reset()
         dataset = inputs.distributed_dataset(
-            self._strategy, self._model_fn.input_fn(model_fn_lib.EVAL), self._eval_batch_size,
-            "eval.eval_batch_size")
+            self._strategy,
+            self._model_fn.input_fn(model_fn_lib.EVAL),
+            self._eval_batch_size,
+            "eval.eval_batch_size",
+        )
         loss_sums, num_batches, seen = {}, 0, 0
         start = time.time()
         for features, labels in dataset:
             if self._eval_samples is not None and seen >= self._eval_samples:
                 break
             outputs = self._step(features, labels)
-            predictions = {k: _to_host(self._strategy, v, True)
-                           for k, v in outputs["predictions"].items()}
+            predictions = {
+                k: _to_host(self._strategy, v, True) for k, v in outputs["predictions"].items()
+            }
             size = len(next(iter(predictions.values()))) if predictions else 0
-            valid = _to_host(self._strategy, outputs["valid"], True).astype(bool) if (
-                "valid" in outputs) else None
+            valid = (
+                _to_host(self._strategy, outputs["valid"], True).astype(bool)
+                if ("valid" in outputs)
+                else None
+            )
             if self._eval_samples is not None and seen + size > self._eval_samples:
                 in_limit = np.arange(seen, seen + size) < self._eval_samples
                 valid = in_limit if valid is None else valid & in_limit
@@ -106,8 +123,9 @@ class Evaluation:
                 predictions["valid"] = valid
             groundtruths = None
             if "groundtruths" in outputs:
-                groundtruths = {k: _to_host(self._strategy, v, True)
-                                for k, v in outputs["groundtruths"].items()}
+                groundtruths = {
+                    k: _to_host(self._strategy, v, True) for k, v in outputs["groundtruths"].items()
+                }
             for name, value in outputs.get("losses", {}).items():
                 loss_sums[name] = loss_sums.get(name, 0.0) + _to_host(self._strategy, value, False)
             if self._evaluator is not None:
@@ -115,11 +133,14 @@ class Evaluation:
             num_batches += 1
             seen += size
         if num_batches == 0:
-            raise ValueError("the eval dataset produced no batch (check eval.eval_file_pattern "
-                             "and eval.eval_batch_size)")
+            raise ValueError(
+                "the eval dataset produced no batch (check eval.eval_file_pattern "
+                "and eval.eval_batch_size)"
+            )
         metrics = dict(self._evaluator.evaluate()) if self._evaluator is not None else {}
         for name, total in loss_sums.items():
             metrics[f"losses/{name}"] = total / num_batches
-        _log.info("evaluated %d batches (%d examples) in %.1fs", num_batches, seen,
-                  time.time() - start)
+        _log.info(
+            "evaluated %d batches (%d examples) in %.1fs", num_batches, seen, time.time() - start
+        )
         return metrics

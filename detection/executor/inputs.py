@@ -27,14 +27,19 @@ def _check_batch_dims(element_spec, per_replica_batch, what):
             continue
         size = spec.shape[0]
         if size is None:
-            _log.warning("%s: features/%s has an unknown batch size (expected %d); static "
-                         "shapes are needed on TPU (batch with drop_remainder=True)",
-                         what, path, per_replica_batch)
+            _log.warning(
+                "%s: features/%s has an unknown batch size (expected %d); static "
+                "shapes are needed on TPU (batch with drop_remainder=True)",
+                what,
+                path,
+                per_replica_batch,
+            )
         elif size != per_replica_batch:
             raise ValueError(
                 f"{what}: features/{path} has batch size {size} but each replica should get "
                 f"{per_replica_batch} (global batch / replicas); use "
-                "context.get_per_replica_batch_size(global_batch_size) in the input_fn")
+                "context.get_per_replica_batch_size(global_batch_size) in the input_fn"
+            )
 
 
 def distributed_dataset(strategy, input_fn, global_batch_size, key):
@@ -51,13 +56,13 @@ def distributed_dataset(strategy, input_fn, global_batch_size, key):
       A `tf.distribute.DistributedDataset`.
     """
     per_replica = distribution.per_replica_batch_size(
-        global_batch_size, strategy.num_replicas_in_sync, key)
+        global_batch_size, strategy.num_replicas_in_sync, key
+    )
 
     def dataset_fn(context):
         dataset = input_fn(context)
         if not isinstance(dataset, tf.data.Dataset):
-            raise TypeError(f"input_fn must return a tf.data.Dataset, got "
-                            f"{type(dataset).__name__}")
+            raise TypeError(f"input_fn must return a tf.data.Dataset, got {type(dataset).__name__}")
         _check_batch_dims(dataset.element_spec, per_replica, f"input for {key}")
         return dataset
 

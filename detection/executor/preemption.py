@@ -33,8 +33,7 @@ class SigtermWatcher:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
             self._installed = True
         else:
-            _log.warning("training outside the main thread: SIGTERM will not trigger a "
-                         "checkpoint")
+            _log.warning("training outside the main thread: SIGTERM will not trigger a checkpoint")
         return self
 
     def __exit__(self, *exc_info):

@@ -39,8 +39,14 @@ def _eval_dir(model_dir, config):
 
 def _make_evaluation(strategy, model_fn, model, config):
     return evaluation.Evaluation(
-        strategy, model_fn, model, config.eval_batch_size, eval_samples=config.eval_samples,
-        skip_eval_loss=config.skip_eval_loss, jit_compile=config.jit_compile)
+        strategy,
+        model_fn,
+        model,
+        config.eval_batch_size,
+        eval_samples=config.eval_samples,
+        skip_eval_loss=config.skip_eval_loss,
+        jit_compile=config.jit_compile,
+    )
 
 
 class _MetricsSink:
@@ -55,12 +61,20 @@ class _MetricsSink:
         if self._enabled:
             self._writer.write(step, metrics)
             summaries.write_metrics_json(self._directory, step, metrics)
-        _log.info("step %d eval metrics: %s", step,
-                  ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())))
+        _log.info(
+            "step %d eval metrics: %s",
+            step,
+            ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())),
+        )
         if self._enabled:
-            print(f"eval at step {step}: " + ", ".join(
-                f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
-                for k, v in sorted(metrics.items())), flush=True)
+            print(
+                f"eval at step {step}: "
+                + ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                    for k, v in sorted(metrics.items())
+                ),
+                flush=True,
+            )
 
 
 def _train_and_eval(model_fn, params, config, model_dir, strategy):
@@ -81,8 +95,9 @@ def _continuous_eval(model_fn, config, model_dir, strategy):
     evaluator = _make_evaluation(strategy, model_fn, model, config)
     sink = _MetricsSink(model_dir, config, strategy)
     metrics = None
-    for path in tf.train.checkpoints_iterator(model_dir, min_interval_secs=config.min_eval_interval,
-                                              timeout=config.eval_timeout):
+    for path in tf.train.checkpoints_iterator(
+        model_dir, min_interval_secs=config.min_eval_interval, timeout=config.eval_timeout
+    ):
         step = checkpoints.step_of(path)
         try:
             checkpoints.restore_model(model, path)
@@ -95,8 +110,11 @@ def _continuous_eval(model_fn, config, model_dir, strategy):
         if step is not None and step >= config.total_steps:
             break
     if metrics is None:
-        _log.warning("no checkpoint appeared in %s within eval.eval_timeout=%s s", model_dir,
-                     config.eval_timeout)
+        _log.warning(
+            "no checkpoint appeared in %s within eval.eval_timeout=%s s",
+            model_dir,
+            config.eval_timeout,
+        )
     return metrics or {}
 
 

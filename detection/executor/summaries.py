@@ -18,7 +18,8 @@ from tensorflow.core.framework import summary_pb2
 
 # What `tensorboard.summary.scalar` attaches: the scalars dashboard reads these events.
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+)
 
 
 class ScalarWriter:
@@ -35,8 +36,9 @@ class ScalarWriter:
             for name, value in values.items():
                 number = _as_float(value)
                 if number is not None:
-                    tf.summary.write(name, tf.constant(number, tf.float32),
-                                     metadata=_SCALAR_METADATA)
+                    tf.summary.write(
+                        name, tf.constant(number, tf.float32), metadata=_SCALAR_METADATA
+                    )
         self._writer.flush()
 
     def close(self):
@@ -101,12 +103,17 @@ def progress_line(step, total_steps, losses, learning_rate, images_per_second, e
       images_per_second: global examples per second over the last host loop.
       eta_seconds: estimated time to `total_steps`.
     """
-    parts = [f"{_short(k)} {v:.4g}" for k, v in losses.items()
-             if k not in ("total_loss", "model_loss", "l2_regularization_loss")]
+    parts = [
+        f"{_short(k)} {v:.4g}"
+        for k, v in losses.items()
+        if k not in ("total_loss", "model_loss", "l2_regularization_loss")
+    ]
     if losses.get("l2_regularization_loss"):
         parts.append(f"l2 {losses['l2_regularization_loss']:.4g}")
     loss = f"loss {losses.get('total_loss', float('nan')):.4g}"
     if parts:
         loss += " (" + ", ".join(parts) + ")"
-    return (f"step {step}/{total_steps} | {loss} | lr {learning_rate:.4g} | "
-            f"{images_per_second:.1f} img/s | ETA {format_duration(eta_seconds)}")
+    return (
+        f"step {step}/{total_steps} | {loss} | lr {learning_rate:.4g} | "
+        f"{images_per_second:.1f} img/s | ETA {format_duration(eta_seconds)}"
+    )

@@ -61,5 +61,4 @@ def l2_loss(variables, l2_weight_decay):
     """`l2_weight_decay * sum_v sum(v**2) / 2` as a float32 scalar (0 when nothing applies)."""
     if not variables or not l2_weight_decay:
         return tf.constant(0.0, tf.float32)
-    return l2_weight_decay * tf.add_n(
-        [tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
+    return l2_weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])

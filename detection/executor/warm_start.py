@@ -36,8 +36,10 @@ def resolve_checkpoint(path):
         return latest
     if tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path):
         return path
-    raise ValueError(f"train.checkpoint.path={path!r}: no such checkpoint (expected a directory "
-                     "or a prefix with a .index file)")
+    raise ValueError(
+        f"train.checkpoint.path={path!r}: no such checkpoint (expected a directory "
+        "or a prefix with a .index file)"
+    )
 
 
 def checkpoint_entries(path):
@@ -57,8 +59,9 @@ def checkpoint_entries(path):
             # Optimizer slots and counters are not model variables; the model's own variables
             # may be reached through the optimizer's list of trained variables.
             if key.startswith("save_counter") or (
-                    key.startswith("optimizer/")
-                    and not key.startswith("optimizer/_trainable_variables/")):
+                key.startswith("optimizer/")
+                and not key.startswith("optimizer/_trainable_variables/")
+            ):
                 continue
             name = attribute.full_name
             name = name[:-2] if name.endswith(":0") else name
@@ -88,8 +91,10 @@ def warm_start(model, checkpoint_path, prefix="", skip_variables_regex=""):
     try:
         skip = re.compile(skip_variables_regex) if skip_variables_regex else None
     except re.error as error:
-        raise ValueError(f"train.checkpoint.skip_variables_regex={skip_variables_regex!r} is not "
-                         f"a valid regular expression: {error}") from error
+        raise ValueError(
+            f"train.checkpoint.skip_variables_regex={skip_variables_regex!r} is not "
+            f"a valid regular expression: {error}"
+        ) from error
     entries = checkpoint_entries(path)
     reader = tf.train.load_checkpoint(path)
     loaded, skipped = [], []
@@ -117,8 +122,9 @@ def warm_start(model, checkpoint_path, prefix="", skip_variables_regex=""):
             continue
         variable.assign(tf.cast(reader.get_tensor(key), variable.dtype))
         loaded.append(name)
-    _log.info("warm start from %s: loaded %d variables, skipped %d", path, len(loaded),
-              len(skipped))
+    _log.info(
+        "warm start from %s: loaded %d variables, skipped %d", path, len(loaded), len(skipped)
+    )
     for name, reason in skipped:
         _log.warning("warm start skipped %s: %s", name, reason)
     return loaded, skipped

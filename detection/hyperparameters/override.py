@@ -54,8 +54,9 @@ def _parse_comma_form(text):
         key, sep, raw_value = item.partition("=")
         key = key.strip()
         if not sep or not _DOTTED_KEY.match(key):
-            raise ParamsError(f"cannot parse override item '{item.strip()}': expected "
-                              "'dotted.key=value'")
+            raise ParamsError(
+                f"cannot parse override item '{item.strip()}': expected 'dotted.key=value'"
+            )
         value = yaml_io.load_yaml_string(raw_value.strip(), source=f"override '{key}'")
         node = result
         parts = key.split(".")
@@ -79,8 +80,12 @@ def parse_override(text):
     stripped = text.strip()
     if os.path.isfile(stripped):
         return yaml_io.load_yaml_file(stripped)
-    if stripped.endswith((".yaml", ".yml", ".json")) and "\n" not in stripped and \
-            "=" not in stripped and ":" not in stripped.replace(":/", ""):
+    if (
+        stripped.endswith((".yaml", ".yml", ".json"))
+        and "\n" not in stripped
+        and "=" not in stripped
+        and ":" not in stripped.replace(":/", "")
+    ):
         raise ParamsError(f"override file not found: {stripped}")
     if not stripped.startswith("{") and _looks_like_comma_form(stripped):
         return _parse_comma_form(stripped)
@@ -88,8 +93,10 @@ def parse_override(text):
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ParamsError(f"--params_override must be a mapping, a 'key=value' list or a "
-                          f"YAML file; got {stripped!r}")
+        raise ParamsError(
+            f"--params_override must be a mapping, a 'key=value' list or a "
+            f"YAML file; got {stripped!r}"
+        )
     return data
 
 

@@ -92,8 +92,9 @@ class ParamsDict:
 
     def _check_key(self, key):
         if not isinstance(key, str):
-            raise ParamsError(f"parameter names must be strings, got {key!r} in "
-                              f"'{self._path or '<root>'}'")
+            raise ParamsError(
+                f"parameter names must be strings, got {key!r} in '{self._path or '<root>'}'"
+            )
         if key in _RESERVED or key in dir(ParamsDict):
             raise ParamsError(f"'{self._full(key)}' is a reserved name and cannot be a parameter")
         return key
@@ -173,7 +174,8 @@ class ParamsDict:
         if old_kind != "none" and new_kind != "none" and old_kind != new_kind:
             raise ParamsError(
                 f"wrong type for '{self._full(key)}': was {_type_name(current)} "
-                f"({current!r}), got {_type_name(value)} ({value!r})")
+                f"({current!r}), got {_type_name(value)} ({value!r})"
+            )
         self._values[key] = self._wrap(key, value)
 
     def override(self, override_params, is_strict=True):
@@ -191,8 +193,10 @@ class ParamsDict:
         if isinstance(override_params, ParamsDict):
             override_params = override_params.as_dict()
         if not isinstance(override_params, dict):
-            raise ParamsError(f"override for '{self._path or '<root>'}' must be a mapping, got "
-                              f"{_type_name(override_params)} ({override_params!r})")
+            raise ParamsError(
+                f"override for '{self._path or '<root>'}' must be a mapping, got "
+                f"{_type_name(override_params)} ({override_params!r})"
+            )
         for key, value in override_params.items():
             self._set(key, value, is_strict)
 
@@ -210,8 +214,10 @@ class ParamsDict:
     # ---------------------------------------------------------------- introspection
     def as_dict(self):
         """Returns the tree as plain nested dicts (a deep copy)."""
-        return {k: v.as_dict() if isinstance(v, ParamsDict) else copy.deepcopy(v)
-                for k, v in self._values.items()}
+        return {
+            k: v.as_dict() if isinstance(v, ParamsDict) else copy.deepcopy(v)
+            for k, v in self._values.items()
+        }
 
     def flat_items(self):
         """Yields (dotted_path, value) for every leaf."""
@@ -267,8 +273,10 @@ class ParamsDict:
         for restriction in self._restrictions:
             match = _RESTRICTION_PATTERN.match(restriction)
             if not match:
-                raise ParamsError(f"malformed restriction '{restriction}': expected "
-                                  "'<key> <op> <key or constant>' with op in == != < <= > >=")
+                raise ParamsError(
+                    f"malformed restriction '{restriction}': expected "
+                    "'<key> <op> <key or constant>' with op in == != < <= > >="
+                )
             left, op, right = match.groups()
             left_key, left_value = self._operand(left, restriction)
             right_key, right_value = self._operand(right, restriction)
@@ -285,11 +293,14 @@ class ParamsDict:
                 except TypeError:
                     ok = False
             if not ok:
+
                 def show(key, value):
                     return f"{key}={value!r}" if key else repr(value)
+
                 raise ParamsError(
                     f"restriction violated: {show(left_key, left_value)} {op} "
-                    f"{show(right_key, right_value)} is false ('{restriction}')")
+                    f"{show(right_key, right_value)} is false ('{restriction}')"
+                )
 
 
 def save_params_dict_to_yaml(params, path):

@@ -33,7 +33,8 @@ ParamsYamlLoader.yaml_implicit_resolvers = {
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 ParamsYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", _FLOAT_PATTERN, list("-+0123456789."))
+    "tag:yaml.org,2002:float", _FLOAT_PATTERN, list("-+0123456789.")
+)
 
 
 def _describe_yaml_error(error):
@@ -79,7 +80,8 @@ def load_yaml_file(path):
         return {}
     if not isinstance(data, dict):
         raise ParamsError(
-            f"config file {path} must hold a mapping of parameters, got {type(data).__name__}")
+            f"config file {path} must hold a mapping of parameters, got {type(data).__name__}"
+        )
     return data
 
 

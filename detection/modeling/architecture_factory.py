@@ -17,9 +17,12 @@ def norm_activation_from_params(params):
     p = params.batch_norm_activation
     try:
         return NormActivationConfig(
-            momentum=p.batch_norm_momentum, epsilon=p.batch_norm_epsilon,
-            trainable=p.batch_norm_trainable, use_sync_bn=p.use_sync_bn,
-            activation=p.activation)
+            momentum=p.batch_norm_momentum,
+            epsilon=p.batch_norm_epsilon,
+            trainable=p.batch_norm_trainable,
+            use_sync_bn=p.use_sync_bn,
+            activation=p.activation,
+        )
     except ValueError as error:
         raise ParamsError(f"batch_norm_activation: {error}") from None
 
@@ -31,7 +34,9 @@ def _resnet(params, dtype):
         init_drop_connect_rate=params.resnet.init_drop_connect_rate,
         dropblock_keep_prob=params.dropblock.dropblock_keep_prob,
         dropblock_size=params.dropblock.dropblock_size,
-        dtype=dtype, name="resnet")
+        dtype=dtype,
+        name="resnet",
+    )
 
 
 _BACKBONES = {"resnet": _resnet}
@@ -41,8 +46,10 @@ def backbone_from_params(params, dtype=None):
     """The backbone named by `architecture.backbone`: images -> {'2': C2, ...}."""
     name = params.architecture.backbone
     if name not in _BACKBONES:
-        raise ParamsError(f"architecture.backbone={name!r} is not implemented yet; available: "
-                          f"{', '.join(sorted(_BACKBONES))}")
+        raise ParamsError(
+            f"architecture.backbone={name!r} is not implemented yet; available: "
+            f"{', '.join(sorted(_BACKBONES))}"
+        )
     try:
         return _BACKBONES[name](params, dtype)
     except ValueError as error:
@@ -50,13 +57,16 @@ def backbone_from_params(params, dtype=None):
 
 
 def _fpn(params, dtype):
-    return Fpn(min_level=params.architecture.min_level,
-               max_level=params.architecture.max_level,
-               fpn_feat_dims=params.fpn.fpn_feat_dims,
-               use_separable_conv=params.fpn.use_separable_conv,
-               use_batch_norm=params.fpn.use_batch_norm,
-               norm_activation=norm_activation_from_params(params),
-               dtype=dtype, name="fpn")
+    return Fpn(
+        min_level=params.architecture.min_level,
+        max_level=params.architecture.max_level,
+        fpn_feat_dims=params.fpn.fpn_feat_dims,
+        use_separable_conv=params.fpn.use_separable_conv,
+        use_batch_norm=params.fpn.use_batch_norm,
+        norm_activation=norm_activation_from_params(params),
+        dtype=dtype,
+        name="fpn",
+    )
 
 
 _MULTILEVEL_FEATURES = {"fpn": _fpn}
@@ -68,7 +78,8 @@ def multilevel_features_from_params(params, dtype=None):
     if name not in _MULTILEVEL_FEATURES:
         raise ParamsError(
             f"architecture.multilevel_features={name!r} is not implemented yet; available: "
-            f"{', '.join(sorted(_MULTILEVEL_FEATURES))}")
+            f"{', '.join(sorted(_MULTILEVEL_FEATURES))}"
+        )
     return _MULTILEVEL_FEATURES[name](params, dtype)
 
 
@@ -79,7 +90,8 @@ def anchors_per_location(params):
     if declared is not None and declared != count:
         raise ParamsError(
             f"retinanet_head.anchors_per_location={declared} but anchor.num_scales * "
-            f"len(anchor.aspect_ratios) = {count}")
+            f"len(anchor.aspect_ratios) = {count}"
+        )
     return count
 
 
@@ -90,15 +102,21 @@ def retinanet_head_from_params(params, dtype=None):
         max_level=params.architecture.max_level,
         num_classes=params.architecture.num_classes,
         anchors_per_location=anchors_per_location(params),
-        num_convs=p.num_convs, num_filters=p.num_filters,
-        use_separable_conv=p.use_separable_conv, use_batch_norm=p.use_batch_norm,
+        num_convs=p.num_convs,
+        num_filters=p.num_filters,
+        use_separable_conv=p.use_separable_conv,
+        use_batch_norm=p.use_batch_norm,
         norm_activation=norm_activation_from_params(params),
-        dtype=dtype, name="retinanet_head")
+        dtype=dtype,
+        name="retinanet_head",
+    )
 
 
 def retinanet_network_from_params(params, dtype=None):
     """Backbone -> feature pyramid -> RetinaNet head, as one Keras model."""
-    return RetinaNetNetwork(backbone_from_params(params, dtype),
-                            multilevel_features_from_params(params, dtype),
-                            retinanet_head_from_params(params, dtype),
-                            dtype=dtype)
+    return RetinaNetNetwork(
+        backbone_from_params(params, dtype),
+        multilevel_features_from_params(params, dtype),
+        retinanet_head_from_params(params, dtype),
+        dtype=dtype,
+    )

@@ -14,6 +14,7 @@ def model_fn_from_params(params):
     """
     model = params.type
     if model not in _MODEL_FNS:
-        raise ParamsError(f"model '{model}' is not implemented yet; available: "
-                          f"{', '.join(sorted(_MODEL_FNS))}")
+        raise ParamsError(
+            f"model '{model}' is not implemented yet; available: {', '.join(sorted(_MODEL_FNS))}"
+        )
     return _MODEL_FNS[model](params)

@@ -20,9 +20,9 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-_CONV_OPS = ('Conv2D', 'Conv3D')
-_DEPTHWISE_OPS = ('DepthwiseConv2dNative',)
-_MATMUL_OPS = ('MatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'BatchMatMul')
+_CONV_OPS = ("Conv2D", "Conv3D")
+_DEPTHWISE_OPS = ("DepthwiseConv2dNative",)
+_MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "BatchMatMul")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +47,9 @@ def _static_shape(tensor, op):
     shape = tensor.shape
     if not shape.is_fully_defined():
         raise ValueError(
-            f'flops: op {op.name} ({op.type}) has a tensor of non-static '
-            f'shape {shape}; trace with a fully defined input shape')
+            f"flops: op {op.name} ({op.type}) has a tensor of non-static "
+            f"shape {shape}; trace with a fully defined input shape"
+        )
     return shape.as_list()
 
 
@@ -66,22 +67,21 @@ def _op_macs(op):
     if op.type in _MATMUL_OPS:
         a = _static_shape(op.inputs[0], op)
         out = _static_shape(op.outputs[0], op)
-        transpose_a = (op.get_attr('transpose_a') if op.type == 'MatMul'
-                       else op.get_attr('adj_x'))
+        transpose_a = op.get_attr("transpose_a") if op.type == "MatMul" else op.get_attr("adj_x")
         inner = a[-2] if transpose_a else a[-1]
         return int(np.prod(out)) * int(inner)
     return 0
 
 
-_CALL_OPS = ('PartitionedCall', 'StatefulPartitionedCall')
+_CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
 
 
 def _find_function(graph, name):
     while graph is not None:
-        function = getattr(graph, '_functions', {}).get(name)
+        function = getattr(graph, "_functions", {}).get(name)
         if function is not None:
             return function
-        graph = getattr(graph, 'outer_graph', None)
+        graph = getattr(graph, "outer_graph", None)
     return None
 
 
@@ -94,8 +94,8 @@ def _graph_macs(graph):
     total = 0
     for op in graph.get_operations():
         if op.type in _CALL_OPS:
-            function = _find_function(graph, op.get_attr('f').name)
-            if function is not None and hasattr(function, 'graph'):
+            function = _find_function(graph, op.get_attr("f").name)
+            if function is not None and hasattr(function, "graph"):
                 total += _graph_macs(function.graph)
             continue
         total += _op_macs(op)
@@ -114,8 +114,7 @@ def trace_forward(fn, input_shape, dtype=tf.float32):
     Returns:
       The `tf.Graph` of the traced concrete function.
     """
-    concrete = tf.function(fn).get_concrete_function(
-        tf.TensorSpec(input_shape, dtype))
+    concrete = tf.function(fn).get_concrete_function(tf.TensorSpec(input_shape, dtype))
     return concrete.graph
 
 
@@ -131,9 +130,13 @@ def profiler_flops(graph):
     may be missing from some builds).
     """
     try:
-        options = tf.compat.v1.profiler.ProfileOptionBuilder(
-            tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-        ).with_empty_output().build()
+        options = (
+            tf.compat.v1.profiler.ProfileOptionBuilder(
+                tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            )
+            .with_empty_output()
+            .build()
+        )
         info = tf.compat.v1.profiler.profile(graph=graph, options=options)
     except (AttributeError, ImportError, tf.errors.OpError):
         return None
@@ -152,5 +155,4 @@ def forward_flops(fn, input_shape, dtype=tf.float32):
       A `FlopsReport`.
     """
     graph = trace_forward(fn, input_shape, dtype)
-    return FlopsReport(macs=_graph_macs(graph),
-                       profiler_flops=profiler_flops(graph))
+    return FlopsReport(macs=_graph_macs(graph), profiler_flops=profiler_flops(graph))

@@ -36,14 +36,16 @@ class Fpn(keras.layers.Layer):
     Level l > top has size `ceil(h_{l-1} / 2)`.
     """
 
-    def __init__(self,
-                 min_level=3,
-                 max_level=7,
-                 fpn_feat_dims=256,
-                 use_separable_conv=False,
-                 use_batch_norm=True,
-                 norm_activation=None,
-                 **kwargs):
+    def __init__(
+        self,
+        min_level=3,
+        max_level=7,
+        fpn_feat_dims=256,
+        use_separable_conv=False,
+        use_batch_norm=True,
+        norm_activation=None,
+        **kwargs,
+    ):
         """Initializes the FPN.
 
         Args:
@@ -59,92 +61,101 @@ class Fpn(keras.layers.Layer):
         Raises:
           ValueError: if the levels or dimensions are invalid.
         """
-        kwargs.setdefault('name', 'fpn')
+        kwargs.setdefault("name", "fpn")
         super().__init__(**kwargs)
         if not 1 <= min_level <= max_level:
             raise ValueError(
-                f'fpn: need 1 <= min_level <= max_level, got min_level='
-                f'{min_level}, max_level={max_level}')
+                f"fpn: need 1 <= min_level <= max_level, got min_level="
+                f"{min_level}, max_level={max_level}"
+            )
         if fpn_feat_dims < 1:
-            raise ValueError(
-                f'fpn_feat_dims: must be positive, got {fpn_feat_dims}')
+            raise ValueError(f"fpn_feat_dims: must be positive, got {fpn_feat_dims}")
         self._min_level = min_level
         self._max_level = max_level
         self._fpn_feat_dims = fpn_feat_dims
         self._use_separable_conv = use_separable_conv
         self._use_batch_norm = use_batch_norm
-        self._norm_activation = (
-            norm_activation or norm_lib.NormActivationConfig())
-        self._relu = keras.layers.ReLU(dtype=self.dtype_policy,
-                                       name='extra_relu')
+        self._norm_activation = norm_activation or norm_lib.NormActivationConfig()
+        self._relu = keras.layers.ReLU(dtype=self.dtype_policy, name="extra_relu")
         self._top_level = None
 
     def _conv(self, kernel_size, strides, name):
         if self._use_separable_conv:
             return keras.layers.SeparableConv2D(
-                self._fpn_feat_dims, kernel_size, strides=strides,
-                padding='same', depth_multiplier=1, dtype=self.dtype_policy,
-                name=name)
+                self._fpn_feat_dims,
+                kernel_size,
+                strides=strides,
+                padding="same",
+                depth_multiplier=1,
+                dtype=self.dtype_policy,
+                name=name,
+            )
         return keras.layers.Conv2D(
-            self._fpn_feat_dims, kernel_size, strides=strides,
-            padding='same', dtype=self.dtype_policy, name=name)
+            self._fpn_feat_dims,
+            kernel_size,
+            strides=strides,
+            padding="same",
+            dtype=self.dtype_policy,
+            name=name,
+        )
 
     def build(self, input_shape):
         if not isinstance(input_shape, dict) or not input_shape:
             raise ValueError(
-                'fpn: expects a dict of backbone features keyed by level, got '
-                f'{input_shape!r}')
+                f"fpn: expects a dict of backbone features keyed by level, got {input_shape!r}"
+            )
         try:
             levels = sorted(int(k) for k in input_shape)
         except ValueError as e:
             raise ValueError(
-                f'fpn: feature keys must be level strings, got '
-                f'{sorted(input_shape)}') from e
+                f"fpn: feature keys must be level strings, got {sorted(input_shape)}"
+            ) from e
         if levels != list(range(levels[0], levels[-1] + 1)):
-            raise ValueError(f'fpn: backbone levels must be contiguous, got '
-                             f'{levels}')
+            raise ValueError(f"fpn: backbone levels must be contiguous, got {levels}")
         if levels[0] > self._min_level:
             raise ValueError(
-                f'fpn: min_level {self._min_level} is below the finest '
-                f'backbone level {levels[0]}')
+                f"fpn: min_level {self._min_level} is below the finest backbone level {levels[0]}"
+            )
         self._top_level = min(levels[-1], self._max_level)
         top = self._top_level
         self._lateral = {
-            level: self._conv(1, 1, f'l{level}')
-            for level in range(self._min_level, top + 1)}
+            level: self._conv(1, 1, f"l{level}") for level in range(self._min_level, top + 1)
+        }
         self._post_hoc = {
-            level: self._conv(3, 1, f'post_hoc_d{level}')
-            for level in range(self._min_level, top + 1)}
+            level: self._conv(3, 1, f"post_hoc_d{level}")
+            for level in range(self._min_level, top + 1)
+        }
         self._extra = {
-            level: self._conv(3, 2, f'p{level}')
-            for level in range(top + 1, self._max_level + 1)}
+            level: self._conv(3, 2, f"p{level}") for level in range(top + 1, self._max_level + 1)
+        }
         self._norms = {}
         if self._use_batch_norm:
             self._norms = {
                 level: self._norm_activation.build(
-                    apply_activation=False, name=f'p{level}-bn',
-                    dtype=self.dtype_policy)
-                for level in range(self._min_level, self._max_level + 1)}
+                    apply_activation=False, name=f"p{level}-bn", dtype=self.dtype_policy
+                )
+                for level in range(self._min_level, self._max_level + 1)
+            }
 
     def call(self, features, training=None):
         top = self._top_level
         laterals = {
             level: self._lateral[level](features[str(level)])
-            for level in range(self._min_level, top + 1)}
+            for level in range(self._min_level, top + 1)
+        }
         merged = {top: laterals[top]}
         for level in range(top - 1, self._min_level - 1, -1):
-            merged[level] = (_upsample_nearest_2x(merged[level + 1]) +
-                             laterals[level])
+            merged[level] = _upsample_nearest_2x(merged[level + 1]) + laterals[level]
         outputs = {
-            level: self._post_hoc[level](merged[level])
-            for level in range(self._min_level, top + 1)}
+            level: self._post_hoc[level](merged[level]) for level in range(self._min_level, top + 1)
+        }
         for level in range(top + 1, self._max_level + 1):
             x = outputs[level - 1]
             if level > top + 1:
                 x = self._relu(x)
             outputs[level] = self._extra[level](x)
         if self._use_batch_norm:
-            outputs = {level: self._norms[level](x, training=training)
-                       for level, x in outputs.items()}
-        return {str(level): outputs[level]
-                for level in range(self._min_level, self._max_level + 1)}
+            outputs = {
+                level: self._norms[level](x, training=training) for level, x in outputs.items()
+            }
+        return {str(level): outputs[level] for level in range(self._min_level, self._max_level + 1)}

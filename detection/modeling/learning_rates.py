@@ -26,23 +26,29 @@ def _linear_warmup(step, warmup_learning_rate, warmup_steps, init_learning_rate)
 class StepLearningRateWithLinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup, then a piecewise-constant rate."""
 
-    def __init__(self, warmup_learning_rate, warmup_steps, init_learning_rate,
-                 learning_rate_levels, learning_rate_steps):
+    def __init__(
+        self,
+        warmup_learning_rate,
+        warmup_steps,
+        init_learning_rate,
+        learning_rate_levels,
+        learning_rate_steps,
+    ):
         """Args:
-          warmup_learning_rate: rate at step 0.
-          warmup_steps: steps of linear warmup (0 disables warmup).
-          init_learning_rate: rate from `warmup_steps` until the first boundary.
-          learning_rate_levels: rates used from each boundary on.
-          learning_rate_steps: increasing boundaries, same length as the levels.
+        warmup_learning_rate: rate at step 0.
+        warmup_steps: steps of linear warmup (0 disables warmup).
+        init_learning_rate: rate from `warmup_steps` until the first boundary.
+        learning_rate_levels: rates used from each boundary on.
+        learning_rate_steps: increasing boundaries, same length as the levels.
         """
         levels, steps = list(learning_rate_levels), list(learning_rate_steps)
         if len(levels) != len(steps):
             raise ValueError(
                 f"train.learning_rate.learning_rate_levels ({levels}) and learning_rate_steps "
-                f"({steps}) must have the same length")
+                f"({steps}) must have the same length"
+            )
         if any(b <= a for a, b in zip(steps, steps[1:])):
-            raise ValueError(
-                f"train.learning_rate.learning_rate_steps must increase, got {steps}")
+            raise ValueError(f"train.learning_rate.learning_rate_steps must increase, got {steps}")
         if warmup_steps < 0:
             raise ValueError(f"train.learning_rate.warmup_steps must be >= 0, got {warmup_steps}")
         self.warmup_learning_rate = float(warmup_learning_rate)
@@ -55,8 +61,9 @@ class StepLearningRateWithLinearWarmup(keras.optimizers.schedules.LearningRateSc
         step = tf.cast(step, tf.float32)
         rate = tf.constant(self.init_learning_rate, tf.float32)
         if self.warmup_steps > 0:
-            warmup = _linear_warmup(step, self.warmup_learning_rate, self.warmup_steps,
-                                    self.init_learning_rate)
+            warmup = _linear_warmup(
+                step, self.warmup_learning_rate, self.warmup_steps, self.init_learning_rate
+            )
             rate = tf.where(step < self.warmup_steps, warmup, rate)
         for level, start in zip(self.learning_rate_levels, self.learning_rate_steps):
             rate = tf.where(step >= start, tf.constant(level, tf.float32), rate)
@@ -80,7 +87,8 @@ class CosineLearningRateWithLinearWarmup(keras.optimizers.schedules.LearningRate
         if not 0 <= warmup_steps < total_steps:
             raise ValueError(
                 f"cosine learning rate needs 0 <= train.learning_rate.warmup_steps "
-                f"({warmup_steps}) < train.total_steps ({total_steps})")
+                f"({warmup_steps}) < train.total_steps ({total_steps})"
+            )
         self.warmup_learning_rate = float(warmup_learning_rate)
         self.warmup_steps = int(warmup_steps)
         self.init_learning_rate = float(init_learning_rate)
@@ -89,11 +97,13 @@ class CosineLearningRateWithLinearWarmup(keras.optimizers.schedules.LearningRate
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         progress = tf.minimum(
-            (step - self.warmup_steps) / (self.total_steps - self.warmup_steps), 1.0)
+            (step - self.warmup_steps) / (self.total_steps - self.warmup_steps), 1.0
+        )
         rate = self.init_learning_rate * (tf.cos(math.pi * progress) + 1.0) / 2.0
         if self.warmup_steps > 0:
-            warmup = _linear_warmup(step, self.warmup_learning_rate, self.warmup_steps,
-                                    self.init_learning_rate)
+            warmup = _linear_warmup(
+                step, self.warmup_learning_rate, self.warmup_steps, self.init_learning_rate
+            )
             rate = tf.where(step < self.warmup_steps, warmup, rate)
         return rate
 
@@ -124,12 +134,14 @@ def learning_rate_schedule(learning_rate_params, total_steps):
     common = dict(
         warmup_learning_rate=learning_rate_params.warmup_learning_rate,
         warmup_steps=learning_rate_params.warmup_steps,
-        init_learning_rate=learning_rate_params.init_learning_rate)
+        init_learning_rate=learning_rate_params.init_learning_rate,
+    )
     if kind == "step":
         return StepLearningRateWithLinearWarmup(
             learning_rate_levels=learning_rate_params.learning_rate_levels,
-            learning_rate_steps=learning_rate_params.learning_rate_steps, **common)
+            learning_rate_steps=learning_rate_params.learning_rate_steps,
+            **common,
+        )
     if kind == "cosine":
         return CosineLearningRateWithLinearWarmup(total_steps=total_steps, **common)
-    raise ValueError(
-        f"train.learning_rate.type={kind!r} is not supported; use 'step' or 'cosine'")
+    raise ValueError(f"train.learning_rate.type={kind!r} is not supported; use 'step' or 'cosine'")

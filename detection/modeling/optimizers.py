@@ -28,7 +28,8 @@ def _check_keras_hook():
     if not hasattr(keras.optimizers.SGD, "_all_reduce_sum_gradients"):
         raise RuntimeError(
             "this Keras version has no Optimizer._all_reduce_sum_gradients; "
-            "detection.modeling.optimizers must be updated for it")
+            "detection.modeling.optimizers must be updated for it"
+        )
 
 
 class _SummedGradientsMixin:
@@ -77,8 +78,11 @@ def build_optimizer(optimizer_params, learning_rate):
         momentum = 0.9 if momentum is None else float(momentum)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"train.optimizer.momentum must be in [0, 1), got {momentum}")
-        return SGD(learning_rate=learning_rate, momentum=momentum,
-                   nesterov=bool(optimizer_params.get("nesterov", False)))
+        return SGD(
+            learning_rate=learning_rate,
+            momentum=momentum,
+            nesterov=bool(optimizer_params.get("nesterov", False)),
+        )
     if kind == "sgd":
         return SGD(learning_rate=learning_rate)
     if kind == "adam":
@@ -86,7 +90,9 @@ def build_optimizer(optimizer_params, learning_rate):
     if kind == "adagrad":
         return Adagrad(learning_rate=learning_rate, initial_accumulator_value=0.1)
     if kind == "rmsprop":
-        return RMSprop(learning_rate=learning_rate, rho=0.9,
-                       momentum=float(momentum or 0.0), epsilon=1e-10)
-    raise ValueError(f"train.optimizer.type={kind!r} is not supported; use one of "
-                     + ", ".join(_SUPPORTED))
+        return RMSprop(
+            learning_rate=learning_rate, rho=0.9, momentum=float(momentum or 0.0), epsilon=1e-10
+        )
+    raise ValueError(
+        f"train.optimizer.type={kind!r} is not supported; use one of " + ", ".join(_SUPPORTED)
+    )

@@ -25,18 +25,25 @@ class RetinanetModelFn(ModelFn):
         super().__init__(params)
         self._output_size = list(params.retinanet_parser.output_size)
         anchors = dataloader_factory.anchors_from_params(params, self._output_size)
-        self._anchor_boxes = {level: np.asarray(boxes) for level, boxes in
-                              anchors.unpack_labels(anchors.numpy_boxes).items()}
+        self._anchor_boxes = {
+            level: np.asarray(boxes)
+            for level, boxes in anchors.unpack_labels(anchors.numpy_boxes).items()
+        }
         p = params.postprocess
         self._generator = MultilevelDetectionGenerator(
-            apply_nms=p.apply_nms, max_total_size=p.max_total_size,
-            nms_iou_threshold=p.nms_iou_threshold, score_threshold=p.score_threshold,
-            pre_nms_num_boxes=p.pre_nms_num_boxes, apply_sigmoid=p.apply_sigmoid)
+            apply_nms=p.apply_nms,
+            max_total_size=p.max_total_size,
+            nms_iou_threshold=p.nms_iou_threshold,
+            score_threshold=p.score_threshold,
+            pre_nms_num_boxes=p.pre_nms_num_boxes,
+            apply_sigmoid=p.apply_sigmoid,
+        )
         self._loss = None
 
     def build_model(self):
         network = architecture_factory.retinanet_network_from_params(
-            self.params, dtype=self.dtype_policy)
+            self.params, dtype=self.dtype_policy
+        )
         network(tf.zeros([1] + self._output_size + [3]), training=False)
         loss_params = self.params.retinanet_loss
         # Built here, inside the strategy scope, because a moving-average normalizer owns a
@@ -47,7 +54,8 @@ class RetinanetModelFn(ModelFn):
             focal_loss_gamma=loss_params.focal_loss_gamma,
             huber_loss_delta=loss_params.huber_loss_delta,
             box_loss_weight=loss_params.box_loss_weight,
-            normalizer_momentum=loss_params.get("normalizer_momentum", 0.0))
+            normalizer_momentum=loss_params.get("normalizer_momentum", 0.0),
+        )
         if self._loss.normalizer is not None:
             network.loss_normalizer = self._loss.normalizer
             network.loss_normalizer(tf.constant(1.0), training=False)
@@ -55,18 +63,25 @@ class RetinanetModelFn(ModelFn):
 
     def _losses(self, outputs, labels, training):
         losses = self._loss(outputs, labels, training=training)
-        return {"total_loss": losses["total_loss"],
-                "losses": {"cls_loss": losses["cls_loss"], "box_loss": losses["box_loss"]}}
+        return {
+            "total_loss": losses["total_loss"],
+            "losses": {"cls_loss": losses["cls_loss"], "box_loss": losses["box_loss"]},
+        }
 
     def __call__(self, model, features, labels, mode):
         outputs = model(features["images"], training=mode == TRAIN)
         if mode == TRAIN:
             return self._losses(outputs, labels, training=True)
         anchor_boxes = {level: tf.constant(boxes) for level, boxes in self._anchor_boxes.items()}
-        detections = self._generator(outputs["box_outputs"], outputs["class_outputs"],
-                                     anchor_boxes, features["image_info"][:, 1, :])
-        predictions = dict(detections, source_id=features["source_ids"],
-                           image_info=features["image_info"])
+        detections = self._generator(
+            outputs["box_outputs"],
+            outputs["class_outputs"],
+            anchor_boxes,
+            features["image_info"][:, 1, :],
+        )
+        predictions = dict(
+            detections, source_id=features["source_ids"], image_info=features["image_info"]
+        )
         result = {"predictions": predictions}
         if mode == EVAL and labels is not None and not self.params.eval.skip_eval_loss:
             result["losses"] = self._losses(outputs, labels, training=False)["losses"]

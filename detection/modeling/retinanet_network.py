@@ -26,7 +26,7 @@ class RetinaNetNetwork(keras.Model):
           head: layer mapping features to `(class_outputs, box_outputs)`.
           **kwargs: `keras.Model` arguments.
         """
-        kwargs.setdefault('name', 'retinanet')
+        kwargs.setdefault("name", "retinanet")
         super().__init__(**kwargs)
         self.backbone = backbone
         self.fpn = fpn
@@ -38,8 +38,6 @@ class RetinaNetNetwork(keras.Model):
             features = self.fpn(features, training=training)
         class_outputs, box_outputs = self.head(features, training=training)
         return {
-            'class_outputs': {k: keras.ops.cast(v, 'float32')
-                              for k, v in class_outputs.items()},
-            'box_outputs': {k: keras.ops.cast(v, 'float32')
-                            for k, v in box_outputs.items()},
+            "class_outputs": {k: keras.ops.cast(v, "float32") for k, v in class_outputs.items()},
+            "box_outputs": {k: keras.ops.cast(v, "float32") for k, v in box_outputs.items()},
         }

@@ -23,240 +23,258 @@ BBOX_XFORM_CLIP = math.log(1000.0 / 16.0)
 _ENCODE_EPSILON = 1e-8
 
 
-def check_boxes_shape(boxes, name='boxes'):
-  """Raises ValueError unless the last dimension of `boxes` is 4."""
-  last = boxes.shape[-1] if boxes.shape.rank else None
-  if last != 4:
-    raise ValueError(f'{name} must have last dimension 4 '
-                     f'([ymin, xmin, ymax, xmax]), got shape {boxes.shape}.')
+def check_boxes_shape(boxes, name="boxes"):
+    """Raises ValueError unless the last dimension of `boxes` is 4."""
+    last = boxes.shape[-1] if boxes.shape.rank else None
+    if last != 4:
+        raise ValueError(
+            f"{name} must have last dimension 4 "
+            f"([ymin, xmin, ymax, xmax]), got shape {boxes.shape}."
+        )
 
 
 def _split_image_shape(image_shape, dtype):
-  """Returns (height, width) broadcastable against `[..., 1]` box columns."""
-  if isinstance(image_shape, (list, tuple)) and len(image_shape) == 2 and all(
-      np.ndim(v) == 0 for v in image_shape):
-    return (tf.cast(image_shape[0], dtype), tf.cast(image_shape[1], dtype))
-  image_shape = tf.cast(tf.convert_to_tensor(image_shape), dtype)
-  if image_shape.shape[-1] != 2:
-    raise ValueError('image_shape must have last dimension 2 ([height, width]),'
-                     f' got shape {image_shape.shape}.')
-  return image_shape[..., 0:1], image_shape[..., 1:2]
+    """Returns (height, width) broadcastable against `[..., 1]` box columns."""
+    if (
+        isinstance(image_shape, (list, tuple))
+        and len(image_shape) == 2
+        and all(np.ndim(v) == 0 for v in image_shape)
+    ):
+        return (tf.cast(image_shape[0], dtype), tf.cast(image_shape[1], dtype))
+    image_shape = tf.cast(tf.convert_to_tensor(image_shape), dtype)
+    if image_shape.shape[-1] != 2:
+        raise ValueError(
+            "image_shape must have last dimension 2 ([height, width]),"
+            f" got shape {image_shape.shape}."
+        )
+    return image_shape[..., 0:1], image_shape[..., 1:2]
 
 
 def _per_coordinate(boxes, image_shape):
-  """Returns [height, width, height, width] broadcast to the shape of boxes."""
-  height, width = _split_image_shape(image_shape, boxes.dtype)
-  ones = tf.ones_like(boxes[..., :1])
-  return tf.concat([ones * v for v in (height, width, height, width)], axis=-1)
+    """Returns [height, width, height, width] broadcast to the shape of boxes."""
+    height, width = _split_image_shape(image_shape, boxes.dtype)
+    ones = tf.ones_like(boxes[..., :1])
+    return tf.concat([ones * v for v in (height, width, height, width)], axis=-1)
 
 
 def box_areas(boxes):
-  """Areas of boxes; boxes with non-positive height or width have area 0.
+    """Areas of boxes; boxes with non-positive height or width have area 0.
 
-  Args:
-    boxes: [..., 4].
+    Args:
+      boxes: [..., 4].
 
-  Returns:
-    [...] areas, same dtype as `boxes`.
-  """
-  boxes = tf.convert_to_tensor(boxes)
-  check_boxes_shape(boxes)
-  heights = tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
-  widths = tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
-  return heights * widths
+    Returns:
+      [...] areas, same dtype as `boxes`.
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    check_boxes_shape(boxes)
+    heights = tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
+    widths = tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
+    return heights * widths
 
 
 def box_iou(boxes1, boxes2):
-  """Pairwise intersection-over-union, batched over leading dimensions.
+    """Pairwise intersection-over-union, batched over leading dimensions.
 
-  Degenerate boxes (non-positive height or width, e.g. the `-1` padding rows)
-  have area 0 and so IoU 0 with every box, including themselves.
+    Degenerate boxes (non-positive height or width, e.g. the `-1` padding rows)
+    have area 0 and so IoU 0 with every box, including themselves.
 
-  Args:
-    boxes1: [..., N, 4].
-    boxes2: [..., M, 4]; leading dimensions broadcast against `boxes1`'s.
+    Args:
+      boxes1: [..., N, 4].
+      boxes2: [..., M, 4]; leading dimensions broadcast against `boxes1`'s.
 
-  Returns:
-    [..., N, M] IoU in [0, 1].
-  """
-  boxes1 = tf.convert_to_tensor(boxes1)
-  boxes2 = tf.convert_to_tensor(boxes2, dtype=boxes1.dtype)
-  check_boxes_shape(boxes1, 'boxes1')
-  check_boxes_shape(boxes2, 'boxes2')
-  b1 = boxes1[..., :, tf.newaxis, :]
-  b2 = boxes2[..., tf.newaxis, :, :]
-  inter_h = tf.maximum(
-      tf.minimum(b1[..., 2], b2[..., 2]) - tf.maximum(b1[..., 0], b2[..., 0]),
-      0.0)
-  inter_w = tf.maximum(
-      tf.minimum(b1[..., 3], b2[..., 3]) - tf.maximum(b1[..., 1], b2[..., 1]),
-      0.0)
-  intersection = inter_h * inter_w
-  union = (box_areas(boxes1)[..., :, tf.newaxis] +
-           box_areas(boxes2)[..., tf.newaxis, :] - intersection)
-  # intersection > 0 implies union > 0, so the division is safe where taken.
-  safe_union = tf.where(intersection > 0.0, union, tf.ones_like(union))
-  return tf.where(intersection > 0.0, intersection / safe_union,
-                  tf.zeros_like(intersection))
+    Returns:
+      [..., N, M] IoU in [0, 1].
+    """
+    boxes1 = tf.convert_to_tensor(boxes1)
+    boxes2 = tf.convert_to_tensor(boxes2, dtype=boxes1.dtype)
+    check_boxes_shape(boxes1, "boxes1")
+    check_boxes_shape(boxes2, "boxes2")
+    b1 = boxes1[..., :, tf.newaxis, :]
+    b2 = boxes2[..., tf.newaxis, :, :]
+    inter_h = tf.maximum(
+        tf.minimum(b1[..., 2], b2[..., 2]) - tf.maximum(b1[..., 0], b2[..., 0]), 0.0
+    )
+    inter_w = tf.maximum(
+        tf.minimum(b1[..., 3], b2[..., 3]) - tf.maximum(b1[..., 1], b2[..., 1]), 0.0
+    )
+    intersection = inter_h * inter_w
+    union = (
+        box_areas(boxes1)[..., :, tf.newaxis] + box_areas(boxes2)[..., tf.newaxis, :] - intersection
+    )
+    # intersection > 0 implies union > 0, so the division is safe where taken.
+    safe_union = tf.where(intersection > 0.0, union, tf.ones_like(union))
+    return tf.where(intersection > 0.0, intersection / safe_union, tf.zeros_like(intersection))
 
 
 def _centers_and_sizes(boxes):
-  """Returns (y_center, x_center, height, width), each [..., 1]."""
-  height = boxes[..., 2:3] - boxes[..., 0:1]
-  width = boxes[..., 3:4] - boxes[..., 1:2]
-  return (boxes[..., 0:1] + 0.5 * height, boxes[..., 1:2] + 0.5 * width,
-          height, width)
+    """Returns (y_center, x_center, height, width), each [..., 1]."""
+    height = boxes[..., 2:3] - boxes[..., 0:1]
+    width = boxes[..., 3:4] - boxes[..., 1:2]
+    return (boxes[..., 0:1] + 0.5 * height, boxes[..., 1:2] + 0.5 * width, height, width)
 
 
 def _check_weights(weights):
-  if weights is not None and len(weights) != 4:
-    raise ValueError(f'weights must be 4 numbers (y, x, h, w), got {weights}.')
+    if weights is not None and len(weights) != 4:
+        raise ValueError(f"weights must be 4 numbers (y, x, h, w), got {weights}.")
 
 
 def encode_boxes(boxes, anchors, weights=None):
-  """Encodes boxes relative to anchors (Faster R-CNN box coder).
+    """Encodes boxes relative to anchors (Faster R-CNN box coder).
 
-  Targets are `[ty, tx, th, tw] * weights` with `ty = (y_c - ya_c) / ha`,
-  `tx = (x_c - xa_c) / wa`, `th = log(h / ha)`, `tw = log(w / wa)`.
+    Targets are `[ty, tx, th, tw] * weights` with `ty = (y_c - ya_c) / ha`,
+    `tx = (x_c - xa_c) / wa`, `th = log(h / ha)`, `tw = log(w / wa)`.
 
-  Args:
-    boxes: [..., 4] boxes to encode.
-    anchors: [..., 4] anchors, broadcastable to `boxes`.
-    weights: None (all ones) or 4 floats scaling (ty, tx, th, tw); RetinaNet
-      and RPN use (1, 1, 1, 1), the Fast R-CNN head (10, 10, 5, 5).
+    Args:
+      boxes: [..., 4] boxes to encode.
+      anchors: [..., 4] anchors, broadcastable to `boxes`.
+      weights: None (all ones) or 4 floats scaling (ty, tx, th, tw); RetinaNet
+        and RPN use (1, 1, 1, 1), the Fast R-CNN head (10, 10, 5, 5).
 
-  Returns:
-    [..., 4] encoded targets in the dtype of `anchors`.
-  """
-  anchors = tf.convert_to_tensor(anchors)
-  boxes = tf.cast(boxes, anchors.dtype)
-  check_boxes_shape(boxes)
-  check_boxes_shape(anchors, 'anchors')
-  _check_weights(weights)
-  y_c, x_c, h, w = _centers_and_sizes(boxes)
-  ya_c, xa_c, ha, wa = _centers_and_sizes(anchors)
-  h = h + _ENCODE_EPSILON
-  w = w + _ENCODE_EPSILON
-  ha = ha + _ENCODE_EPSILON
-  wa = wa + _ENCODE_EPSILON
-  encoded = [(y_c - ya_c) / ha, (x_c - xa_c) / wa,
-             tf.math.log(h / ha), tf.math.log(w / wa)]
-  if weights is not None:
-    encoded = [t * float(wt) for t, wt in zip(encoded, weights)]
-  return tf.concat(encoded, axis=-1)
+    Returns:
+      [..., 4] encoded targets in the dtype of `anchors`.
+    """
+    anchors = tf.convert_to_tensor(anchors)
+    boxes = tf.cast(boxes, anchors.dtype)
+    check_boxes_shape(boxes)
+    check_boxes_shape(anchors, "anchors")
+    _check_weights(weights)
+    y_c, x_c, h, w = _centers_and_sizes(boxes)
+    ya_c, xa_c, ha, wa = _centers_and_sizes(anchors)
+    h = h + _ENCODE_EPSILON
+    w = w + _ENCODE_EPSILON
+    ha = ha + _ENCODE_EPSILON
+    wa = wa + _ENCODE_EPSILON
+    encoded = [(y_c - ya_c) / ha, (x_c - xa_c) / wa, tf.math.log(h / ha), tf.math.log(w / wa)]
+    if weights is not None:
+        encoded = [t * float(wt) for t, wt in zip(encoded, weights)]
+    return tf.concat(encoded, axis=-1)
 
 
 def decode_boxes(encoded_boxes, anchors, weights=None):
-  """Inverse of `encode_boxes`; log-scale deltas are clipped at log(1000/16).
+    """Inverse of `encode_boxes`; log-scale deltas are clipped at log(1000/16).
 
-  Args:
-    encoded_boxes: [..., 4] `[ty, tx, th, tw] * weights`.
-    anchors: [..., 4] anchors, broadcastable to `encoded_boxes`.
-    weights: None or the 4 floats used at encoding.
+    Args:
+      encoded_boxes: [..., 4] `[ty, tx, th, tw] * weights`.
+      anchors: [..., 4] anchors, broadcastable to `encoded_boxes`.
+      weights: None or the 4 floats used at encoding.
 
-  Returns:
-    [..., 4] boxes `[ymin, xmin, ymax, xmax]` in the dtype of `anchors`.
-  """
-  anchors = tf.convert_to_tensor(anchors)
-  encoded_boxes = tf.cast(encoded_boxes, anchors.dtype)
-  check_boxes_shape(encoded_boxes, 'encoded_boxes')
-  check_boxes_shape(anchors, 'anchors')
-  _check_weights(weights)
-  dy, dx, dh, dw = [encoded_boxes[..., i:i + 1] for i in range(4)]
-  if weights is not None:
-    dy, dx, dh, dw = [t / float(wt) for t, wt in zip((dy, dx, dh, dw), weights)]
-  dh = tf.minimum(dh, BBOX_XFORM_CLIP)
-  dw = tf.minimum(dw, BBOX_XFORM_CLIP)
-  ya_c, xa_c, ha, wa = _centers_and_sizes(anchors)
-  y_c = dy * ha + ya_c
-  x_c = dx * wa + xa_c
-  half_h = 0.5 * tf.exp(dh) * ha
-  half_w = 0.5 * tf.exp(dw) * wa
-  return tf.concat([y_c - half_h, x_c - half_w, y_c + half_h, x_c + half_w],
-                   axis=-1)
+    Returns:
+      [..., 4] boxes `[ymin, xmin, ymax, xmax]` in the dtype of `anchors`.
+    """
+    anchors = tf.convert_to_tensor(anchors)
+    encoded_boxes = tf.cast(encoded_boxes, anchors.dtype)
+    check_boxes_shape(encoded_boxes, "encoded_boxes")
+    check_boxes_shape(anchors, "anchors")
+    _check_weights(weights)
+    dy, dx, dh, dw = [encoded_boxes[..., i : i + 1] for i in range(4)]
+    if weights is not None:
+        dy, dx, dh, dw = [t / float(wt) for t, wt in zip((dy, dx, dh, dw), weights)]
+    dh = tf.minimum(dh, BBOX_XFORM_CLIP)
+    dw = tf.minimum(dw, BBOX_XFORM_CLIP)
+    ya_c, xa_c, ha, wa = _centers_and_sizes(anchors)
+    y_c = dy * ha + ya_c
+    x_c = dx * wa + xa_c
+    half_h = 0.5 * tf.exp(dh) * ha
+    half_w = 0.5 * tf.exp(dw) * wa
+    return tf.concat([y_c - half_h, x_c - half_w, y_c + half_h, x_c + half_w], axis=-1)
 
 
 def clip_boxes(boxes, image_shape):
-  """Clips boxes to the image `[0, height] x [0, width]`.
+    """Clips boxes to the image `[0, height] x [0, width]`.
 
-  Args:
-    boxes: [..., 4].
-    image_shape: (height, width) Python numbers, or a tensor [..., 2] whose
-      leading dimensions broadcast against `boxes`' (e.g. [batch, 1, 2] for
-      boxes [batch, N, 4], or [2]).
+    Args:
+      boxes: [..., 4].
+      image_shape: (height, width) Python numbers, or a tensor [..., 2] whose
+        leading dimensions broadcast against `boxes`' (e.g. [batch, 1, 2] for
+        boxes [batch, N, 4], or [2]).
 
-  Returns:
-    [..., 4] clipped boxes.
-  """
-  boxes = tf.convert_to_tensor(boxes)
-  check_boxes_shape(boxes)
-  upper = _per_coordinate(boxes, image_shape)
-  return tf.maximum(tf.minimum(boxes, upper), 0.0)
+    Returns:
+      [..., 4] clipped boxes.
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    check_boxes_shape(boxes)
+    upper = _per_coordinate(boxes, image_shape)
+    return tf.maximum(tf.minimum(boxes, upper), 0.0)
 
 
 def normalize_boxes(boxes, image_shape):
-  """Divides y by height and x by width.
+    """Divides y by height and x by width.
 
-  Args:
-    boxes: [..., 4] in pixels.
-    image_shape: as in `clip_boxes`.
+    Args:
+      boxes: [..., 4] in pixels.
+      image_shape: as in `clip_boxes`.
 
-  Returns:
-    [..., 4] normalized boxes.
-  """
-  boxes = tf.convert_to_tensor(boxes)
-  check_boxes_shape(boxes)
-  scale = _per_coordinate(boxes, image_shape)
-  return boxes / scale
+    Returns:
+      [..., 4] normalized boxes.
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    check_boxes_shape(boxes)
+    scale = _per_coordinate(boxes, image_shape)
+    return boxes / scale
 
 
 def denormalize_boxes(boxes, image_shape):
-  """Multiplies normalized y by height and x by width.
+    """Multiplies normalized y by height and x by width.
 
-  Args:
-    boxes: [..., 4] normalized.
-    image_shape: as in `clip_boxes`.
+    Args:
+      boxes: [..., 4] normalized.
+      image_shape: as in `clip_boxes`.
 
-  Returns:
-    [..., 4] boxes in pixels.
-  """
-  boxes = tf.convert_to_tensor(boxes)
-  check_boxes_shape(boxes)
-  scale = _per_coordinate(boxes, image_shape)
-  return boxes * scale
+    Returns:
+      [..., 4] boxes in pixels.
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    check_boxes_shape(boxes)
+    scale = _per_coordinate(boxes, image_shape)
+    return boxes * scale
 
 
 def yxyx_to_xywh(boxes):
-  """Converts `[ymin, xmin, ymax, xmax]` to COCO `[xmin, ymin, width, height]`.
+    """Converts `[ymin, xmin, ymax, xmax]` to COCO `[xmin, ymin, width, height]`.
 
-  Args:
-    boxes: [..., 4] NumPy array or tensor.
+    Args:
+      boxes: [..., 4] NumPy array or tensor.
 
-  Returns:
-    [..., 4] of the same kind (NumPy in, NumPy out).
-  """
-  stack = np.stack if isinstance(boxes, np.ndarray) else tf.stack
-  if not isinstance(boxes, np.ndarray):
-    boxes = tf.convert_to_tensor(boxes)
-  if boxes.shape[-1] != 4:
-    raise ValueError(f'boxes must have last dimension 4, got {boxes.shape}.')
-  return stack([boxes[..., 1], boxes[..., 0], boxes[..., 3] - boxes[..., 1],
-                boxes[..., 2] - boxes[..., 0]], axis=-1)
+    Returns:
+      [..., 4] of the same kind (NumPy in, NumPy out).
+    """
+    stack = np.stack if isinstance(boxes, np.ndarray) else tf.stack
+    if not isinstance(boxes, np.ndarray):
+        boxes = tf.convert_to_tensor(boxes)
+    if boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have last dimension 4, got {boxes.shape}.")
+    return stack(
+        [
+            boxes[..., 1],
+            boxes[..., 0],
+            boxes[..., 3] - boxes[..., 1],
+            boxes[..., 2] - boxes[..., 0],
+        ],
+        axis=-1,
+    )
 
 
 def xywh_to_yxyx(boxes):
-  """Converts COCO `[xmin, ymin, width, height]` to `[ymin, xmin, ymax, xmax]`.
+    """Converts COCO `[xmin, ymin, width, height]` to `[ymin, xmin, ymax, xmax]`.
 
-  Args:
-    boxes: [..., 4] NumPy array or tensor.
+    Args:
+      boxes: [..., 4] NumPy array or tensor.
 
-  Returns:
-    [..., 4] of the same kind (NumPy in, NumPy out).
-  """
-  stack = np.stack if isinstance(boxes, np.ndarray) else tf.stack
-  if not isinstance(boxes, np.ndarray):
-    boxes = tf.convert_to_tensor(boxes)
-  if boxes.shape[-1] != 4:
-    raise ValueError(f'boxes must have last dimension 4, got {boxes.shape}.')
-  return stack([boxes[..., 1], boxes[..., 0], boxes[..., 1] + boxes[..., 3],
-                boxes[..., 0] + boxes[..., 2]], axis=-1)
+    Returns:
+      [..., 4] of the same kind (NumPy in, NumPy out).
+    """
+    stack = np.stack if isinstance(boxes, np.ndarray) else tf.stack
+    if not isinstance(boxes, np.ndarray):
+        boxes = tf.convert_to_tensor(boxes)
+    if boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have last dimension 4, got {boxes.shape}.")
+    return stack(
+        [
+            boxes[..., 1],
+            boxes[..., 0],
+            boxes[..., 1] + boxes[..., 3],
+            boxes[..., 0] + boxes[..., 2],
+        ],
+        axis=-1,
+    )

@@ -43,8 +43,9 @@ _METRIC_ROWS = [
 
 def format_metrics(metrics):
     """The COCO summary table (pycocotools' layout); -1 means no object of that size."""
-    return "\n".join(f" {label} = {metrics[key]:.3f}" for key, label in _METRIC_ROWS
-                     if key in metrics)
+    return "\n".join(
+        f" {label} = {metrics[key]:.3f}" for key, label in _METRIC_ROWS if key in metrics
+    )
 
 
 def latest_metrics(model_dir):
@@ -71,11 +72,13 @@ def draw_val_detections(argv, paths, model_dir, num_images, min_score):
     for path in files:
         image = inference.read_image(path)
         result = detector(image)
-        canvas = visualize.draw_detections(image, result["boxes"], result["classes"],
-                                           result["scores"], names, min_score)
+        canvas = visualize.draw_detections(
+            image, result["boxes"], result["classes"], result["scores"], names, min_score
+        )
         # Upscale 128 px scenes 3x (nearest) so that labels stay readable.
-        drawn.append(np.kron(canvas, np.ones((3, 3, 1), np.uint8)) if image.shape[0] <= 256
-                     else canvas)
+        drawn.append(
+            np.kron(canvas, np.ones((3, 3, 1), np.uint8)) if image.shape[0] <= 256 else canvas
+        )
     out = os.path.join(model_dir, "detections.png")
     Image.fromarray(visualize.image_grid(drawn, columns=4)).save(out)
     return out
@@ -86,28 +89,38 @@ def main(argv=None):
     parser.add_argument("--model_dir", default=os.path.join("runs", "shapes_retinanet"))
     parser.add_argument("--data_dir", default=os.path.join("data", "shapes"))
     parser.add_argument("--config_file", default=DEFAULT_CONFIG)
-    parser.add_argument("--params_override", default="",
-                        help="extra overrides, e.g. 'train.total_steps=100' for a quick run")
+    parser.add_argument(
+        "--params_override",
+        default="",
+        help="extra overrides, e.g. 'train.total_steps=100' for a quick run",
+    )
     parser.add_argument("--num_images", type=int, default=8)
     parser.add_argument("--min_score", type=float, default=0.4)
     args = parser.parse_args(argv)
 
     paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir)
     override = merge_dicts(
-        {"train": {"train_file_pattern": paths["train_file_pattern"]},
-         "eval": {"eval_file_pattern": paths["val_file_pattern"],
-                  "val_json_file": paths["val_annotations"]}},
-        parse_override(args.params_override))
-    cli_args = [f"--config_file={args.config_file}",
-                f"--params_override={json.dumps(override)}", f"--model_dir={args.model_dir}"]
+        {
+            "train": {"train_file_pattern": paths["train_file_pattern"]},
+            "eval": {
+                "eval_file_pattern": paths["val_file_pattern"],
+                "val_json_file": paths["val_annotations"],
+            },
+        },
+        parse_override(args.params_override),
+    )
+    cli_args = [
+        f"--config_file={args.config_file}",
+        f"--params_override={json.dumps(override)}",
+        f"--model_dir={args.model_dir}",
+    ]
     code = main_lib.run(cli_args + ["--mode=train_and_eval"])
     if code:
         return code
     step, metrics = latest_metrics(args.model_dir)
     print(f"\nCOCO box metrics on {paths['val_annotations']} (step {step}):")
     print(format_metrics(metrics))
-    picture = draw_val_detections(cli_args, paths, args.model_dir, args.num_images,
-                                  args.min_score)
+    picture = draw_val_detections(cli_args, paths, args.model_dir, args.num_images, args.min_score)
     print(f"\nDetections on {args.num_images} val images: {picture}")
     return 0
 

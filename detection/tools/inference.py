@@ -42,8 +42,9 @@ class Detector:
         if not path:
             raise FileNotFoundError(f"no checkpoint found in {checkpoint}")
         if not tf.io.gfile.exists(path + ".index"):
-            raise FileNotFoundError(f"{path} is neither a directory nor a checkpoint "
-                                    f"({path}.index does not exist)")
+            raise FileNotFoundError(
+                f"{path} is neither a directory nor a checkpoint ({path}.index does not exist)"
+            )
         self.checkpoint_path = path
         self._model_fn = model_factory.model_fn_from_params(params)
         self._model = self._model_fn.build_model()
@@ -52,8 +53,11 @@ class Detector:
         self._predict = tf.function(self._predict_batch, jit_compile=True)
 
     def _predict_batch(self, images, image_info):
-        features = {"images": images, "image_info": image_info,
-                    "source_ids": tf.zeros([tf.shape(images)[0]], tf.int64)}
+        features = {
+            "images": images,
+            "image_info": image_info,
+            "source_ids": tf.zeros([tf.shape(images)[0]], tf.int64),
+        }
         return self._model_fn(self._model, features, None, PREDICT)["predictions"]
 
     def preprocess(self, image):
@@ -75,9 +79,11 @@ class Detector:
         info = image_info[0].numpy()
         boxes = predictions["detection_boxes"][0, :count].numpy()
         boxes = (boxes + np.tile(info[3], 2)) / np.tile(info[2], 2)
-        return {"boxes": boxes,
-                "classes": predictions["detection_classes"][0, :count].numpy(),
-                "scores": predictions["detection_scores"][0, :count].numpy()}
+        return {
+            "boxes": boxes,
+            "classes": predictions["detection_classes"][0, :count].numpy(),
+            "scores": predictions["detection_scores"][0, :count].numpy(),
+        }
 
 
 def read_image(path):
@@ -91,11 +97,15 @@ def _parse_args(argv):
     parser.add_argument("--model", default=None)
     parser.add_argument("--config_file", action="append", default=[])
     parser.add_argument("--params_override", default="")
-    parser.add_argument("--model_dir", required=True,
-                        help="training directory (latest checkpoint) or a checkpoint path")
+    parser.add_argument(
+        "--model_dir",
+        required=True,
+        help="training directory (latest checkpoint) or a checkpoint path",
+    )
     parser.add_argument("--image_file_pattern", required=True)
-    parser.add_argument("--label_map_file", default=None,
-                        help="'id,name' CSV or COCO JSON with categories")
+    parser.add_argument(
+        "--label_map_file", default=None, help="'id,name' CSV or COCO JSON with categories"
+    )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--min_score", type=float, default=0.3)
     return parser.parse_args(argv)
@@ -113,8 +123,7 @@ def main(argv=None):
         print(f"inference: error: no file matches {args.image_file_pattern}", file=sys.stderr)
         return 2
     try:
-        names = (visualize.load_category_names(args.label_map_file) if args.label_map_file
-                 else {})
+        names = visualize.load_category_names(args.label_map_file) if args.label_map_file else {}
         detector = Detector(params, args.model_dir)
     except (FileNotFoundError, ValueError, ParamsError) as error:
         # A wrong --model_dir or label map, or a config of another architecture.
@@ -124,8 +133,9 @@ def main(argv=None):
     for path in files:
         image = read_image(path)
         result = detector(image)
-        drawn = visualize.draw_detections(image, result["boxes"], result["classes"],
-                                          result["scores"], names, args.min_score)
+        drawn = visualize.draw_detections(
+            image, result["boxes"], result["classes"], result["scores"], names, args.min_score
+        )
         out = os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
         Image.fromarray(drawn).save(out)
         print(f"{path}: {int(np.sum(result['scores'] >= args.min_score))} detections -> {out}")

@@ -35,11 +35,14 @@ from pycocotools import mask as mask_api
 
 from detection.tools import create_coco_tfrecord
 
-CATEGORIES = ({'id': 1, 'name': 'circle'}, {'id': 2, 'name': 'square'},
-              {'id': 3, 'name': 'triangle'})
+CATEGORIES = (
+    {"id": 1, "name": "circle"},
+    {"id": 2, "name": "square"},
+    {"id": 3, "name": "triangle"},
+)
 
-_MARKER = 'COMPLETE'
-_SPLITS = ('train', 'val')
+_MARKER = "COMPLETE"
+_SPLITS = ("train", "val")
 _NUM_SHAPES_PROBABILITIES = (0.1, 0.25, 0.25, 0.2, 0.2)  # for 0, 1, 2, 3, 4 shapes
 _MIN_SIZE_FRACTION, _MAX_SIZE_FRACTION = 0.12, 0.5
 _MAX_HIDDEN_FRACTION = 0.5
@@ -47,179 +50,212 @@ _MIN_COLOR_DISTANCE = 100.0
 
 
 def _background(rng, size):
-  """Returns a float32 [size, size, 3] background in [0, 255]."""
-  kind = rng.integers(3)
-  color = rng.uniform(0, 255, 3)
-  if kind == 0:
-    return np.broadcast_to(color, (size, size, 3)).astype(np.float32)
-  if kind == 1:
-    other = rng.uniform(0, 255, 3)
-    angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
-    t = np.cos(angle) * xx + np.sin(angle) * yy
-    t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
-    return (color * (1 - t[..., None]) + other * t[..., None]).astype(np.float32)
-  noise = rng.normal(0, rng.uniform(10, 40), (size, size, 3))
-  return np.clip(color + noise, 0, 255).astype(np.float32)
+    """Returns a float32 [size, size, 3] background in [0, 255]."""
+    kind = rng.integers(3)
+    color = rng.uniform(0, 255, 3)
+    if kind == 0:
+        return np.broadcast_to(color, (size, size, 3)).astype(np.float32)
+    if kind == 1:
+        other = rng.uniform(0, 255, 3)
+        angle = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+        t = np.cos(angle) * xx + np.sin(angle) * yy
+        t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
+        return (color * (1 - t[..., None]) + other * t[..., None]).astype(np.float32)
+    noise = rng.normal(0, rng.uniform(10, 40), (size, size, 3))
+    return np.clip(color + noise, 0, 255).astype(np.float32)
 
 
 def _shape_mask(rng, category_id, size, yy, xx):
-  """Returns a bool [size, size] mask of one random shape fully inside the image."""
-  side = rng.uniform(_MIN_SIZE_FRACTION, _MAX_SIZE_FRACTION) * size
-  half = side / 2
-  cy, cx = rng.uniform(half, size - half, 2)
-  if category_id == 1:
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= half ** 2
-  if category_id == 2:
-    return (np.abs(yy - cy) <= half) & (np.abs(xx - cx) <= half)
-  # Triangle: equilateral, circumradius `half`, random rotation. A point is inside when it is
-  # on the same side of all three edges (either sign, whatever the vertex orientation).
-  angles = rng.uniform(0, 2 * np.pi) + np.array([0, 2, 4]) * np.pi / 3
-  vy, vx = cy + half * np.sin(angles), cx + half * np.cos(angles)
-  crosses = [(vx[(k + 1) % 3] - vx[k]) * (yy - vy[k]) - (vy[(k + 1) % 3] - vy[k]) * (xx - vx[k])
-             for k in range(3)]
-  return (np.all([c >= 0 for c in crosses], axis=0) |
-          np.all([c <= 0 for c in crosses], axis=0))
+    """Returns a bool [size, size] mask of one random shape fully inside the image."""
+    side = rng.uniform(_MIN_SIZE_FRACTION, _MAX_SIZE_FRACTION) * size
+    half = side / 2
+    cy, cx = rng.uniform(half, size - half, 2)
+    if category_id == 1:
+        return (yy - cy) ** 2 + (xx - cx) ** 2 <= half**2
+    if category_id == 2:
+        return (np.abs(yy - cy) <= half) & (np.abs(xx - cx) <= half)
+    # Triangle: equilateral, circumradius `half`, random rotation. A point is inside when it is
+    # on the same side of all three edges (either sign, whatever the vertex orientation).
+    angles = rng.uniform(0, 2 * np.pi) + np.array([0, 2, 4]) * np.pi / 3
+    vy, vx = cy + half * np.sin(angles), cx + half * np.cos(angles)
+    crosses = [
+        (vx[(k + 1) % 3] - vx[k]) * (yy - vy[k]) - (vy[(k + 1) % 3] - vy[k]) * (xx - vx[k])
+        for k in range(3)
+    ]
+    return np.all([c >= 0 for c in crosses], axis=0) | np.all([c <= 0 for c in crosses], axis=0)
 
 
 def make_scene(rng, size):
-  """Draws one scene.
+    """Draws one scene.
 
-  Returns:
-    (image, instances): image uint8 [size, size, 3]; instances a list of
-    (category_id, visible bool mask [size, size]) in drawing order.
-  """
-  image = _background(rng, size)
-  background_mean = image.reshape(-1, 3).mean(0)
-  yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres
-  num_shapes = rng.choice(len(_NUM_SHAPES_PROBABILITIES), p=_NUM_SHAPES_PROBABILITIES)
-  instances = []
-  for _ in range(num_shapes):
-    category_id = int(rng.integers(1, len(CATEGORIES) + 1))
-    for _ in range(10):
-      mask = _shape_mask(rng, category_id, size, yy, xx)
-      # Earlier shapes must stay mostly visible so their boxes remain meaningful.
-      if mask.any() and all((m & ~mask).sum() >= (1 - _MAX_HIDDEN_FRACTION) * m.sum()
-                            for _, m in instances):
-        break
-    else:
-      continue
-    for _ in range(10):
-      color = rng.uniform(0, 255, 3)
-      if np.linalg.norm(color - background_mean) >= _MIN_COLOR_DISTANCE:
-        break
-    instances = [(c, m & ~mask) for c, m in instances]
-    instances.append((category_id, mask))
-    image[mask] = color
-  return np.round(image).astype(np.uint8), instances
+    Returns:
+      (image, instances): image uint8 [size, size, 3]; instances a list of
+      (category_id, visible bool mask [size, size]) in drawing order.
+    """
+    image = _background(rng, size)
+    background_mean = image.reshape(-1, 3).mean(0)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres
+    num_shapes = rng.choice(len(_NUM_SHAPES_PROBABILITIES), p=_NUM_SHAPES_PROBABILITIES)
+    instances = []
+    for _ in range(num_shapes):
+        category_id = int(rng.integers(1, len(CATEGORIES) + 1))
+        for _ in range(10):
+            mask = _shape_mask(rng, category_id, size, yy, xx)
+            # Earlier shapes must stay mostly visible so their boxes remain meaningful.
+            if mask.any() and all(
+                (m & ~mask).sum() >= (1 - _MAX_HIDDEN_FRACTION) * m.sum() for _, m in instances
+            ):
+                break
+        else:
+            continue
+        for _ in range(10):
+            color = rng.uniform(0, 255, 3)
+            if np.linalg.norm(color - background_mean) >= _MIN_COLOR_DISTANCE:
+                break
+        instances = [(c, m & ~mask) for c, m in instances]
+        instances.append((category_id, mask))
+        image[mask] = color
+    return np.round(image).astype(np.uint8), instances
 
 
 def _annotation(mask, category_id, annotation_id, image_id):
-  rows, cols = np.nonzero(mask)
-  y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-  rle = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
-  return {'id': annotation_id, 'image_id': image_id, 'category_id': category_id,
-          'bbox': [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-          'area': float(mask.sum()), 'iscrowd': 0,
-          'segmentation': {'size': list(rle['size']), 'counts': rle['counts'].decode('ascii')}}
+    rows, cols = np.nonzero(mask)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    rle = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+        "area": float(mask.sum()),
+        "iscrowd": 0,
+        "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+    }
 
 
 def write_split(out_dir, split, num_images, image_size, seed):
-  """Writes the images and COCO JSON of one split; returns the JSON path."""
-  image_dir = os.path.join(out_dir, split)
-  os.makedirs(image_dir, exist_ok=True)
-  images, annotations = [], []
-  for index in range(num_images):
-    rng = np.random.default_rng([seed, _SPLITS.index(split), index])
-    image, instances = make_scene(rng, image_size)
-    image_id = index + 1
-    file_name = '%06d.jpg' % image_id
-    Image.fromarray(image).save(os.path.join(image_dir, file_name), quality=95)
-    images.append({'id': image_id, 'file_name': file_name, 'height': image_size,
-                   'width': image_size})
-    for category_id, mask in instances:
-      annotations.append(_annotation(mask, category_id, len(annotations) + 1, image_id))
-  annotations_file = os.path.join(out_dir, 'annotations', 'instances_%s.json' % split)
-  os.makedirs(os.path.dirname(annotations_file), exist_ok=True)
-  with open(annotations_file, 'w') as f:
-    json.dump({'info': {'description': 'synthetic shapes', 'seed': seed},
-               'images': images, 'annotations': annotations,
-               'categories': list(CATEGORIES)}, f)
-  return annotations_file
+    """Writes the images and COCO JSON of one split; returns the JSON path."""
+    image_dir = os.path.join(out_dir, split)
+    os.makedirs(image_dir, exist_ok=True)
+    images, annotations = [], []
+    for index in range(num_images):
+        rng = np.random.default_rng([seed, _SPLITS.index(split), index])
+        image, instances = make_scene(rng, image_size)
+        image_id = index + 1
+        file_name = "%06d.jpg" % image_id
+        Image.fromarray(image).save(os.path.join(image_dir, file_name), quality=95)
+        images.append(
+            {"id": image_id, "file_name": file_name, "height": image_size, "width": image_size}
+        )
+        for category_id, mask in instances:
+            annotations.append(_annotation(mask, category_id, len(annotations) + 1, image_id))
+    annotations_file = os.path.join(out_dir, "annotations", "instances_%s.json" % split)
+    os.makedirs(os.path.dirname(annotations_file), exist_ok=True)
+    with open(annotations_file, "w") as f:
+        json.dump(
+            {
+                "info": {"description": "synthetic shapes", "seed": seed},
+                "images": images,
+                "annotations": annotations,
+                "categories": list(CATEGORIES),
+            },
+            f,
+        )
+    return annotations_file
 
 
 def _paths(out_dir):
-  return {
-      'root': out_dir,
-      'train_image_dir': os.path.join(out_dir, 'train'),
-      'val_image_dir': os.path.join(out_dir, 'val'),
-      'train_annotations': os.path.join(out_dir, 'annotations', 'instances_train.json'),
-      'val_annotations': os.path.join(out_dir, 'annotations', 'instances_val.json'),
-      'train_file_pattern': os.path.join(out_dir, 'tfrecords', 'train-*'),
-      'val_file_pattern': os.path.join(out_dir, 'tfrecords', 'val-*'),
-  }
+    return {
+        "root": out_dir,
+        "train_image_dir": os.path.join(out_dir, "train"),
+        "val_image_dir": os.path.join(out_dir, "val"),
+        "train_annotations": os.path.join(out_dir, "annotations", "instances_train.json"),
+        "val_annotations": os.path.join(out_dir, "annotations", "instances_val.json"),
+        "train_file_pattern": os.path.join(out_dir, "tfrecords", "train-*"),
+        "val_file_pattern": os.path.join(out_dir, "tfrecords", "val-*"),
+    }
 
 
-def ensure_shapes_dataset(out_dir, num_train=2000, num_val=200, image_size=128, seed=0,
-                          num_train_shards=4, num_val_shards=2):
-  """Generates the dataset under `out_dir` unless a complete one with these parameters exists.
+def ensure_shapes_dataset(
+    out_dir,
+    num_train=2000,
+    num_val=200,
+    image_size=128,
+    seed=0,
+    num_train_shards=4,
+    num_val_shards=2,
+):
+    """Generates the dataset under `out_dir` unless a complete one with these parameters exists.
 
-  A `COMPLETE` marker holding the parameters is written last, so an interrupted generation,
-  or one with other parameters, is discarded (only the subdirectories this function writes
-  are removed) and redone. Concurrent callers are serialized with a lock file.
+    A `COMPLETE` marker holding the parameters is written last, so an interrupted generation,
+    or one with other parameters, is discarded (only the subdirectories this function writes
+    are removed) and redone. Concurrent callers are serialized with a lock file.
 
-  Returns:
-    A dict of paths: root, {train,val}_image_dir, {train,val}_annotations (COCO JSON),
-    {train,val}_file_pattern (TFRecord glob patterns, records include masks).
-  """
-  params = {'num_train': num_train, 'num_val': num_val, 'image_size': image_size,
-            'seed': seed, 'num_train_shards': num_train_shards,
-            'num_val_shards': num_val_shards}
-  paths = _paths(out_dir)
-  marker = os.path.join(out_dir, _MARKER)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, '.lock'), 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-      if os.path.exists(marker):
-        with open(marker) as f:
-          if json.load(f) == params:
-            return paths
-        os.remove(marker)
-      for name in ('train', 'val', 'annotations', 'tfrecords'):
-        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-      logging.info('Generating shapes dataset in %s with %s', out_dir, params)
-      for split, num_images, num_shards in (('train', num_train, num_train_shards),
-                                            ('val', num_val, num_val_shards)):
-        annotations_file = write_split(out_dir, split, num_images, image_size, seed)
-        create_coco_tfrecord.create_tf_record(
-            paths['%s_image_dir' % split], annotations_file,
-            os.path.join(out_dir, 'tfrecords', split), num_shards, include_masks=True)
-      with open(marker, 'w') as f:
-        json.dump(params, f)
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)
-  return paths
+    Returns:
+      A dict of paths: root, {train,val}_image_dir, {train,val}_annotations (COCO JSON),
+      {train,val}_file_pattern (TFRecord glob patterns, records include masks).
+    """
+    params = {
+        "num_train": num_train,
+        "num_val": num_val,
+        "image_size": image_size,
+        "seed": seed,
+        "num_train_shards": num_train_shards,
+        "num_val_shards": num_val_shards,
+    }
+    paths = _paths(out_dir)
+    marker = os.path.join(out_dir, _MARKER)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if os.path.exists(marker):
+                with open(marker) as f:
+                    if json.load(f) == params:
+                        return paths
+                os.remove(marker)
+            for name in ("train", "val", "annotations", "tfrecords"):
+                shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+            logging.info("Generating shapes dataset in %s with %s", out_dir, params)
+            for split, num_images, num_shards in (
+                ("train", num_train, num_train_shards),
+                ("val", num_val, num_val_shards),
+            ):
+                annotations_file = write_split(out_dir, split, num_images, image_size, seed)
+                create_coco_tfrecord.create_tf_record(
+                    paths["%s_image_dir" % split],
+                    annotations_file,
+                    os.path.join(out_dir, "tfrecords", split),
+                    num_shards,
+                    include_masks=True,
+                )
+            with open(marker, "w") as f:
+                json.dump(params, f)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return paths
 
 
 def _define_flags():
-  flags.DEFINE_string('out_dir', None, 'Output directory.')
-  flags.DEFINE_integer('num_train', 2000, 'Number of training images.')
-  flags.DEFINE_integer('num_val', 200, 'Number of validation images.')
-  flags.DEFINE_integer('image_size', 128, 'Image side in pixels.')
-  flags.DEFINE_integer('seed', 0, 'Random seed.')
-  flags.mark_flag_as_required('out_dir')
+    flags.DEFINE_string("out_dir", None, "Output directory.")
+    flags.DEFINE_integer("num_train", 2000, "Number of training images.")
+    flags.DEFINE_integer("num_val", 200, "Number of validation images.")
+    flags.DEFINE_integer("image_size", 128, "Image side in pixels.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.mark_flag_as_required("out_dir")
 
 
 def main(argv):
-  del argv
-  f = flags.FLAGS
-  paths = ensure_shapes_dataset(f.out_dir, num_train=f.num_train, num_val=f.num_val,
-                                image_size=f.image_size, seed=f.seed)
-  for key, value in paths.items():
-    print('%s: %s' % (key, value))
+    del argv
+    f = flags.FLAGS
+    paths = ensure_shapes_dataset(
+        f.out_dir, num_train=f.num_train, num_val=f.num_val, image_size=f.image_size, seed=f.seed
+    )
+    for key, value in paths.items():
+        print("%s: %s" % (key, value))
 
 
-if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

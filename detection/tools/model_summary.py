@@ -75,8 +75,12 @@ def _count(weights):
 
 
 def _row(name, layer, macs):
-    return ComponentSummary(name=name, params=_count(layer.weights),
-                            trainable_params=_count(layer.trainable_weights), macs=int(macs))
+    return ComponentSummary(
+        name=name,
+        params=_count(layer.weights),
+        trainable_params=_count(layer.trainable_weights),
+        macs=int(macs),
+    )
 
 
 def _retinanet_summary(params):
@@ -98,21 +102,23 @@ def _retinanet_summary(params):
 
     # Static shapes of the component inputs at the real size, from a symbolic trace.
     spec = tf.TensorSpec(input_shape, tf.float32)
-    backbone_shapes = _shapes(tf.function(
-        lambda x: network.backbone(x, training=False)).get_concrete_function(spec)
-        .structured_outputs)
-    fpn_shapes = _shapes(tf.function(
-        lambda x: network.fpn(network.backbone(x, training=False), training=False))
-        .get_concrete_function(spec).structured_outputs)
+    backbone_shapes = _shapes(
+        tf.function(lambda x: network.backbone(x, training=False))
+        .get_concrete_function(spec)
+        .structured_outputs
+    )
+    fpn_shapes = _shapes(
+        tf.function(lambda x: network.fpn(network.backbone(x, training=False), training=False))
+        .get_concrete_function(spec)
+        .structured_outputs
+    )
 
     def _from_zeros(layer, shapes):
         # The zero inputs are graph constants, so the traced graph holds exactly this
         # layer's operations (tracing folds nothing).
-        return lambda unused: layer({k: tf.zeros(s) for k, s in shapes.items()},
-                                    training=False)
+        return lambda unused: layer({k: tf.zeros(s) for k, s in shapes.items()}, training=False)
 
-    backbone_macs = flops.count_macs(lambda x: network.backbone(x, training=False),
-                                     input_shape)
+    backbone_macs = flops.count_macs(lambda x: network.backbone(x, training=False), input_shape)
     fpn_macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
     head_macs = flops.count_macs(_from_zeros(network.head, fpn_shapes), (1,))
     total_macs = flops.count_macs(lambda x: network(x, training=False), input_shape)
@@ -124,11 +130,14 @@ def _retinanet_summary(params):
         + f", {architecture.multilevel_features} P{architecture.min_level}-"
         f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch), head "
         f"{head.num_convs}x{head.num_filters}, {architecture.num_classes} classes, "
-        f"{architecture_factory.anchors_per_location(params)} anchors/location")
-    rows = (_row("backbone", network.backbone, backbone_macs),
-            _row("fpn", network.fpn, fpn_macs),
-            _row("head", network.head, head_macs),
-            _row("total", network, total_macs))
+        f"{architecture_factory.anchors_per_location(params)} anchors/location"
+    )
+    rows = (
+        _row("backbone", network.backbone, backbone_macs),
+        _row("fpn", network.fpn, fpn_macs),
+        _row("head", network.head, head_macs),
+        _row("total", network, total_macs),
+    )
     return ModelSummary(description=description, input_shape=input_shape, components=rows)
 
 
@@ -153,8 +162,10 @@ def summarize(params):
     # The modeling factory is the one list of implemented models; it names what exists.
     model_factory.model_fn_from_params(params)
     if params.type not in _SUMMARIES:
-        raise ParamsError(f"model '{params.type}': no per-component summary is implemented "
-                          f"yet; available: {', '.join(sorted(_SUMMARIES))}")
+        raise ParamsError(
+            f"model '{params.type}': no per-component summary is implemented "
+            f"yet; available: {', '.join(sorted(_SUMMARIES))}"
+        )
     try:
         return _SUMMARIES[params.type](params)
     except ParamsError:
@@ -167,32 +178,52 @@ def summarize(params):
 def format_summary(summary):
     """The summary as a markdown table with a header line and a note on units."""
     batch, height, width, channels = summary.input_shape
-    lines = [summary.description,
-             f"input {batch}x{height}x{width}x{channels} (batch x height x width x channels)",
-             "",
-             "| component | params | trainable params | GMACs | GFLOPs (2 x MACs) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        summary.description,
+        f"input {batch}x{height}x{width}x{channels} (batch x height x width x channels)",
+        "",
+        "| component | params | trainable params | GMACs | GFLOPs (2 x MACs) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for row in summary.components:
-        lines.append(f"| {row.name} | {row.params:,} ({row.params / 1e6:.2f} M) | "
-                     f"{row.trainable_params:,} | {row.gmacs:.2f} | {row.gflops:.2f} |")
-    lines += ["",
-              "GMACs: 1e9 multiply-accumulates of convolutions and matrix products in one "
-              "forward pass (TF Model Garden, torchvision and timm call this number \"FLOPs\"); "
-              "GFLOPs = 2 x GMACs. Element-wise ops (batch norm, activations, additions) are "
-              "not counted. params include batch-norm moving statistics; trainable params "
-              "do not."]
+        lines.append(
+            f"| {row.name} | {row.params:,} ({row.params / 1e6:.2f} M) | "
+            f"{row.trainable_params:,} | {row.gmacs:.2f} | {row.gflops:.2f} |"
+        )
+    lines += [
+        "",
+        "GMACs: 1e9 multiply-accumulates of convolutions and matrix products in one "
+        'forward pass (TF Model Garden, torchvision and timm call this number "FLOPs"); '
+        "GFLOPs = 2 x GMACs. Element-wise ops (batch norm, activations, additions) are "
+        "not counted. params include batch-norm moving statistics; trainable params "
+        "do not.",
+    ]
     return "\n".join(lines)
 
 
 def build_parser():
-    parser = _OneLineParser(prog=f"python -m detection.tools.{PROG}", allow_abbrev=False,
-                            description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=config_factory.MODELS, default=None,
-                        help="model type; defaults to the `type` key of the config files")
-    parser.add_argument("--config_file", action="append", default=[],
-                        help="YAML file of parameters; repeatable, applied in order")
-    parser.add_argument("--params_override", default="",
-                        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last")
+    parser = _OneLineParser(
+        prog=f"python -m detection.tools.{PROG}",
+        allow_abbrev=False,
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument(
+        "--model",
+        choices=config_factory.MODELS,
+        default=None,
+        help="model type; defaults to the `type` key of the config files",
+    )
+    parser.add_argument(
+        "--config_file",
+        action="append",
+        default=[],
+        help="YAML file of parameters; repeatable, applied in order",
+    )
+    parser.add_argument(
+        "--params_override",
+        default="",
+        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last",
+    )
     return parser
 
 

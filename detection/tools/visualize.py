@@ -15,8 +15,9 @@ def _color(class_id):
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def draw_detections(image, boxes, classes, scores, category_names=None, min_score=0.3,
-                    line_width=2):
+def draw_detections(
+    image, boxes, classes, scores, category_names=None, min_score=0.3, line_width=2
+):
     """Draws boxes with 'name: score' labels.
 
     Args:
@@ -55,12 +56,13 @@ def image_grid(images, columns, pad=4, background=255):
     cell_h = max(image.shape[0] for image in images)
     cell_w = max(image.shape[1] for image in images)
     rows = (len(images) + columns - 1) // columns
-    grid = np.full((rows * (cell_h + pad) + pad, columns * (cell_w + pad) + pad, 3),
-                   background, np.uint8)
+    grid = np.full(
+        (rows * (cell_h + pad) + pad, columns * (cell_w + pad) + pad, 3), background, np.uint8
+    )
     for i, image in enumerate(images):
         row, col = divmod(i, columns)
         y, x = pad + row * (cell_h + pad), pad + col * (cell_w + pad)
-        grid[y:y + image.shape[0], x:x + image.shape[1]] = image
+        grid[y : y + image.shape[0], x : x + image.shape[1]] = image
     return grid
 
 
@@ -70,5 +72,6 @@ def load_category_names(path):
         with open(path, encoding="utf-8") as f:
             return {int(c["id"]): c["name"] for c in json.load(f)["categories"]}
     with open(path, encoding="utf-8", newline="") as f:
-        return {int(row[0]): row[1].strip() for row in csv.reader(f)
-                if row and row[0].strip().isdigit()}
+        return {
+            int(row[0]): row[1].strip() for row in csv.reader(f) if row and row[0].strip().isdigit()
+        }

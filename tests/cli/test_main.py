@@ -12,8 +12,13 @@ CONFIGS = ROOT / "tests" / "data" / "original_configs"
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def _assert_usage_error(result, *fragments):
@@ -26,38 +31,50 @@ def _assert_usage_error(result, *fragments):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("config", ["retinanet_autoaugment.yaml", "retinanet_nasfpn.yaml",
-                                    "spinenet49_retinanet.yaml"])
+@pytest.mark.parametrize(
+    "config", ["retinanet_autoaugment.yaml", "retinanet_nasfpn.yaml", "spinenet49_retinanet.yaml"]
+)
 def test_print_config_shows_overridden_values(config):
     result = _run("--model=retinanet", f"--config_file={CONFIGS / config}", "--print_config")
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
     expected = yaml.safe_load((CONFIGS / config).read_text())
     assert printed["train"]["total_steps"] == expected["train"]["total_steps"]
-    assert printed["train"]["learning_rate"]["learning_rate_steps"] == \
-        expected["train"]["learning_rate"]["learning_rate_steps"]
+    assert (
+        printed["train"]["learning_rate"]["learning_rate_steps"]
+        == expected["train"]["learning_rate"]["learning_rate_steps"]
+    )
     assert printed["type"] == "retinanet"
 
 
 def test_print_config_other_models():
-    result = _run("--model=mask_rcnn", f"--config_file={CONFIGS / 'spinenet49_mrcnn.yaml'}",
-                  "--print_config")
+    result = _run(
+        "--model=mask_rcnn", f"--config_file={CONFIGS / 'spinenet49_mrcnn.yaml'}", "--print_config"
+    )
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["maskrcnn_parser"]["output_size"] == [640, 640]
-    result = _run(f"--config_file={CONFIGS / 'spinenet49_classification.yaml'}",
-                  "--model=classification", "--print_config")
+    result = _run(
+        f"--config_file={CONFIGS / 'spinenet49_classification.yaml'}",
+        "--model=classification",
+        "--print_config",
+    )
     assert yaml.safe_load(result.stdout)["classification_head"]["aggregation"] == "all"
 
 
 def test_getting_started_override_is_accepted():
-    override = ("{ train: { checkpoint: { path: /x/ckpt, prefix: resnet50/ }, "
-                "train_file_pattern: /x/train-* }, "
-                "eval: { val_json_file: /x/val.json, eval_file_pattern: /x/val-* } }")
+    override = (
+        "{ train: { checkpoint: { path: /x/ckpt, prefix: resnet50/ }, "
+        "train_file_pattern: /x/train-* }, "
+        "eval: { val_json_file: /x/val.json, eval_file_pattern: /x/val-* } }"
+    )
     result = _run("--model=retinanet", f"--params_override={override}", "--print_config")
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
-    assert printed["train"]["checkpoint"] == {"path": "/x/ckpt", "prefix": "resnet50/",
-                                              "skip_variables_regex": ""}
+    assert printed["train"]["checkpoint"] == {
+        "path": "/x/ckpt",
+        "prefix": "resnet50/",
+        "skip_variables_regex": "",
+    }
     assert printed["train"]["train_file_pattern"] == "/x/train-*"
     assert printed["eval"]["val_json_file"] == "/x/val.json"
 
@@ -66,8 +83,12 @@ def test_repeated_config_files_then_override(tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("type: retinanet\ntrain: {total_steps: 1, train_batch_size: 2}\n")
     b.write_text("train: {total_steps: 3}\n")
-    result = _run(f"--config_file={a}", f"--config_file={b}",
-                  "--params_override=train.train_batch_size=16", "--print_config")
+    result = _run(
+        f"--config_file={a}",
+        f"--config_file={b}",
+        "--params_override=train.train_batch_size=16",
+        "--print_config",
+    )
     printed = yaml.safe_load(result.stdout)
     assert (printed["train"]["total_steps"], printed["train"]["train_batch_size"]) == (3, 16)
 
@@ -78,33 +99,48 @@ def test_model_dir_flag_sets_param():
 
 
 def test_unknown_override_key(tmp_path):
-    _assert_usage_error(_run("--model=retinanet", "--params_override=train.totl_steps=3",
-                             "--print_config"),
-                        "train.totl_steps", "did you mean 'train.total_steps'")
+    _assert_usage_error(
+        _run("--model=retinanet", "--params_override=train.totl_steps=3", "--print_config"),
+        "train.totl_steps",
+        "did you mean 'train.total_steps'",
+    )
 
 
 def test_unknown_key_in_config_file_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("retinanet_head:\n  num_filter: 3\n")
-    _assert_usage_error(_run("--model=retinanet", f"--config_file={path}", "--print_config"),
-                        str(path), "retinanet_head.num_filter", "retinanet_head.num_filters")
+    _assert_usage_error(
+        _run("--model=retinanet", f"--config_file={path}", "--print_config"),
+        str(path),
+        "retinanet_head.num_filter",
+        "retinanet_head.num_filters",
+    )
 
 
 def test_wrong_type(tmp_path):
-    _assert_usage_error(_run("--model=retinanet", "--params_override={train: {total_steps: ten}}",
-                             "--print_config"), "train.total_steps", "int", "str")
+    _assert_usage_error(
+        _run(
+            "--model=retinanet", "--params_override={train: {total_steps: ten}}", "--print_config"
+        ),
+        "train.total_steps",
+        "int",
+        "str",
+    )
 
 
 def test_missing_config_file():
-    _assert_usage_error(_run("--model=retinanet", "--config_file=/no/such/file.yaml",
-                             "--print_config"), "/no/such/file.yaml")
+    _assert_usage_error(
+        _run("--model=retinanet", "--config_file=/no/such/file.yaml", "--print_config"),
+        "/no/such/file.yaml",
+    )
 
 
 def test_invalid_yaml_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("train: {total_steps: 3\n")
-    _assert_usage_error(_run("--model=retinanet", f"--config_file={path}", "--print_config"),
-                        str(path), "line")
+    _assert_usage_error(
+        _run("--model=retinanet", f"--config_file={path}", "--print_config"), str(path), "line"
+    )
 
 
 def test_unknown_flag_suggests():
@@ -122,11 +158,15 @@ def test_no_model():
 
 
 def test_restriction_violation():
-    _assert_usage_error(_run("--model=retinanet",
-                             "--params_override=retinanet_parser.unmatched_threshold=0.7",
-                             "--print_config"),
-                        "retinanet_parser.unmatched_threshold=0.7",
-                        "retinanet_parser.match_threshold=0.5")
+    _assert_usage_error(
+        _run(
+            "--model=retinanet",
+            "--params_override=retinanet_parser.unmatched_threshold=0.7",
+            "--print_config",
+        ),
+        "retinanet_parser.unmatched_threshold=0.7",
+        "retinanet_parser.match_threshold=0.5",
+    )
 
 
 def test_train_needs_model_dir():
@@ -134,18 +174,29 @@ def test_train_needs_model_dir():
 
 
 def test_tpu_strategy_needs_tpu():
-    _assert_usage_error(_run("--model=retinanet", "--mode=train", "--model_dir=/tmp/x",
-                             "--strategy_type=tpu"), "--tpu")
+    _assert_usage_error(
+        _run("--model=retinanet", "--mode=train", "--model_dir=/tmp/x", "--strategy_type=tpu"),
+        "--tpu",
+    )
 
 
 def test_model_without_implementation_says_so(tmp_path):
-    result = _run("--model=mask_rcnn", "--mode=train", f"--model_dir={tmp_path}",
-                  "--params_override=train.train_file_pattern=/nonexistent-*")
+    result = _run(
+        "--model=mask_rcnn",
+        "--mode=train",
+        f"--model_dir={tmp_path}",
+        "--params_override=train.train_file_pattern=/nonexistent-*",
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "model 'mask_rcnn' is not implemented yet; available: retinanet" in result.stderr
 
 
 def test_eval_after_training_needs_train_mode(tmp_path):
-    _assert_usage_error(_run("--model=retinanet", "--mode=eval", f"--model_dir={tmp_path}",
-                             "--eval_after_training"), "--eval_after_training", "--mode=eval")
+    _assert_usage_error(
+        _run(
+            "--model=retinanet", "--mode=eval", f"--model_dir={tmp_path}", "--eval_after_training"
+        ),
+        "--eval_after_training",
+        "--mode=eval",
+    )

@@ -40,8 +40,11 @@ def test_defaults_match_original_schema(model):
     assert not missing, f"keys of the original missing here: {sorted(missing)}"
     extra = set(ours) - set(original)
     assert extra <= NEW_KEYS[model], f"undocumented new keys: {sorted(extra - NEW_KEYS[model])}"
-    different = {k: (original[k], ours[k]) for k in original
-                 if original[k] != ours[k] or type(original[k]) is not type(ours[k])}
+    different = {
+        k: (original[k], ours[k])
+        for k in original
+        if original[k] != ours[k] or type(original[k]) is not type(ours[k])
+    }
     assert not different
 
 
@@ -60,8 +63,9 @@ MODEL_OF_CONFIG = {
 
 
 def test_every_original_config_is_mapped():
-    assert sorted(p.name for p in (DATA / "original_configs").glob("*.yaml")) == \
-        sorted(MODEL_OF_CONFIG)
+    assert sorted(p.name for p in (DATA / "original_configs").glob("*.yaml")) == sorted(
+        MODEL_OF_CONFIG
+    )
 
 
 @pytest.mark.parametrize("name, model", sorted(MODEL_OF_CONFIG.items()))
@@ -87,10 +91,13 @@ def test_unsupported_key_is_an_error():
 
 def test_inert_key_logs_no_effect(caplog):
     import logging
+
     with caplog.at_level(logging.WARNING):
         loader.load_params("retinanet", params_override="{isolate_session_state: true}")
-    assert any("isolate_session_state" in r.getMessage() and "no effect" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "isolate_session_state" in r.getMessage() and "no effect" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_model_from_type_key(tmp_path):
@@ -105,6 +112,5 @@ def test_config_files_apply_in_order_then_override(tmp_path):
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     first.write_text("train: {total_steps: 10, train_batch_size: 4}\n")
     second.write_text("train: {total_steps: 20}\n")
-    params = loader.load_params("retinanet", [str(first), str(second)],
-                                "train.train_batch_size=8")
+    params = loader.load_params("retinanet", [str(first), str(second)], "train.train_batch_size=8")
     assert params.train.total_steps == 20 and params.train.train_batch_size == 8

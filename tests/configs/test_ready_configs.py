@@ -60,10 +60,16 @@ def test_r50_fpn_640_is_the_original_default_recipe_with_scale_jitter():
     ours = _flatten(loader.load_params(None, [str(path)]).as_dict())
     differing = {key for key, value in original.items() if ours[key] != value}
     assert differing == {
-        "retinanet_parser.aug_scale_min", "retinanet_parser.aug_scale_max",
-        "train.train_file_pattern", "eval.eval_file_pattern", "eval.val_json_file"}
+        "retinanet_parser.aug_scale_min",
+        "retinanet_parser.aug_scale_max",
+        "train.train_file_pattern",
+        "eval.eval_file_pattern",
+        "eval.val_json_file",
+    }
     assert (ours["retinanet_parser.aug_scale_min"], ours["retinanet_parser.aug_scale_max"]) == (
-        0.8, 1.2)
+        0.8,
+        1.2,
+    )
     assert ours["retinanet_parser.output_size"] == [640, 640]
     assert (ours["train.train_batch_size"], ours["train.total_steps"]) == (64, 22500)
     assert ours["train.train_file_pattern"] == "gs://<bucket>/coco/train-*"

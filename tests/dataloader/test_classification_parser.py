@@ -16,10 +16,14 @@ LABELS = [0, 4, 2, 3, 1, 4]
 
 
 def _example(encoded, label):
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-    })).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+        )
+    ).SerializeToString()
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +42,14 @@ def records(tmp_path_factory):
 
 def _params(path, num_classes=5, **parser):
     params = config_factory.config_generator("classification")
-    params.override({
-        "architecture": {"num_classes": num_classes},
-        "train": {"train_file_pattern": path, "train_batch_size": 2},
-        "eval": {"eval_file_pattern": path, "eval_batch_size": 4},
-        "classification_parser": dict({"output_size": [64, 64]}, **parser),
-    })
+    params.override(
+        {
+            "architecture": {"num_classes": num_classes},
+            "train": {"train_file_pattern": path, "train_batch_size": 2},
+            "eval": {"eval_file_pattern": path, "eval_batch_size": 4},
+            "classification_parser": dict({"output_size": [64, 64]}, **parser),
+        }
+    )
     return params
 
 
@@ -77,7 +83,7 @@ def test_eval_is_the_padded_centre_crop_resized(records):
         h, w = image.shape[:2]
         side = int(64 / 96 * min(h, w))
         top, left = (h - side + 1) // 2, (w - side + 1) // 2
-        crop = image[top:top + side, left:left + side].astype(np.float32)
+        crop = image[top : top + side, left : left + side].astype(np.float32)
         expected = (tf.image.resize(crop, [64, 64]).numpy() - mean) / std
         np.testing.assert_allclose(images[i], expected, atol=1e-4)
 
@@ -134,8 +140,9 @@ def test_training_crop_keeps_orientation_unless_flipped(records, flip):
 
 
 def test_label_outside_num_classes_names_the_key(records):
-    dataset = factory.input_fn_from_params(_params(records[0], num_classes=4), "eval",
-                                           deterministic=True)()
+    dataset = factory.input_fn_from_params(
+        _params(records[0], num_classes=4), "eval", deterministic=True
+    )()
     with pytest.raises(tf.errors.InvalidArgumentError, match="image/class/label"):
         for _ in dataset:
             pass

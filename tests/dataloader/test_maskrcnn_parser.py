@@ -21,17 +21,30 @@ RPN_BATCH = 32
 
 def _params(paths, include_mask=True, **parser):
     params = config_factory.config_generator("mask_rcnn")
-    params.override({
-        "architecture": {"num_classes": 4, "min_level": 2, "max_level": 4,
-                         "include_mask": include_mask},
-        "train": {"train_file_pattern": paths["train_file_pattern"], "train_batch_size": 2},
-        "eval": {"eval_file_pattern": paths["val_file_pattern"], "eval_batch_size": 3},
-        "rpn_score_loss": {"rpn_batch_size_per_im": RPN_BATCH},
-        "maskrcnn_parser": dict({"output_size": [64, 64], "aug_scale_min": 0.8,
-                                 "aug_scale_max": 1.2, "mask_crop_size": CROP,
-                                 "rpn_batch_size_per_im": RPN_BATCH,
-                                 "max_num_instances": MAX_INSTANCES}, **parser),
-    })
+    params.override(
+        {
+            "architecture": {
+                "num_classes": 4,
+                "min_level": 2,
+                "max_level": 4,
+                "include_mask": include_mask,
+            },
+            "train": {"train_file_pattern": paths["train_file_pattern"], "train_batch_size": 2},
+            "eval": {"eval_file_pattern": paths["val_file_pattern"], "eval_batch_size": 3},
+            "rpn_score_loss": {"rpn_batch_size_per_im": RPN_BATCH},
+            "maskrcnn_parser": dict(
+                {
+                    "output_size": [64, 64],
+                    "aug_scale_min": 0.8,
+                    "aug_scale_max": 1.2,
+                    "mask_crop_size": CROP,
+                    "rpn_batch_size_per_im": RPN_BATCH,
+                    "max_num_instances": MAX_INSTANCES,
+                },
+                **parser,
+            ),
+        }
+    )
     return params
 
 
@@ -58,14 +71,23 @@ def _numpy_crop_and_resize(mask, box, size):
 def test_crop_and_resize_masks_matches_numpy_bilinear_reference():
     rng = np.random.default_rng(0)
     masks = (rng.uniform(size=(5, 20, 30)) > 0.5).astype(np.float32)
-    boxes = np.array([[0, 0, 20, 30], [2.5, 3.25, 11.0, 29.0], [0, 10, 7, 30],
-                      [13.2, 0.0, 20.0, 4.6], [5, 5, 6, 6]], np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 20, 30],
+            [2.5, 3.25, 11.0, 29.0],
+            [0, 10, 7, 30],
+            [13.2, 0.0, 20.0, 4.6],
+            [5, 5, 6, 6],
+        ],
+        np.float32,
+    )
     got = preprocess_ops.crop_and_resize_masks(masks, boxes, 8).numpy()
     assert got.shape == (5, 8, 8)
     for mask, box, crop in zip(masks, boxes, got):
         np.testing.assert_allclose(crop, _numpy_crop_and_resize(mask, box, 8), atol=1e-5)
-    empty = preprocess_ops.crop_and_resize_masks(np.zeros([0, 20, 30], np.float32),
-                                                 np.zeros([0, 4], np.float32), 8)
+    empty = preprocess_ops.crop_and_resize_masks(
+        np.zeros([0, 20, 30], np.float32), np.zeros([0, 4], np.float32), 8
+    )
     assert empty.shape == (0, 8, 8)
 
 
@@ -88,8 +110,13 @@ def test_every_element_has_a_static_shape(tiny_shapes, mode):
     assert features["image_info"].shape == (batch, 4, 2)
     assert features["source_ids"].shape == (batch,)
     if mode == "train":
-        assert sorted(labels) == ["gt_boxes", "gt_classes", "gt_masks", "rpn_box_targets",
-                                  "rpn_score_targets"]
+        assert sorted(labels) == [
+            "gt_boxes",
+            "gt_classes",
+            "gt_masks",
+            "rpn_box_targets",
+            "rpn_score_targets",
+        ]
         assert labels["rpn_score_targets"]["2"].shape == (batch, 16, 16, 3)
         assert labels["rpn_box_targets"]["4"].shape == (batch, 4, 4, 12)
         assert labels["gt_boxes"].shape == (batch, MAX_INSTANCES, 4)
@@ -102,8 +129,9 @@ def test_every_element_has_a_static_shape(tiny_shapes, mode):
 
 
 def test_without_include_mask_there_are_no_gt_masks(tiny_shapes):
-    dataset = factory.input_fn_from_params(_params(tiny_shapes, include_mask=False), "train",
-                                           deterministic=True)()
+    dataset = factory.input_fn_from_params(
+        _params(tiny_shapes, include_mask=False), "train", deterministic=True
+    )()
     assert "gt_masks" not in dataset.element_spec[1]
     assert all(s.shape.is_fully_defined() for s in tf.nest.flatten(dataset.element_spec))
 
@@ -113,8 +141,9 @@ def test_rpn_targets_are_sampled_within_the_rpn_batch(tiny_shapes):
     total_positives = 0
     for features, labels in dataset.take(6):
         assert np.all(np.isfinite(features["images"].numpy()))
-        scores = np.concatenate([labels["rpn_score_targets"][l].numpy().reshape(2, -1)
-                                 for l in "234"], axis=1)
+        scores = np.concatenate(
+            [labels["rpn_score_targets"][l].numpy().reshape(2, -1) for l in "234"], axis=1
+        )
         assert set(np.unique(scores)) <= {-1, 0, 1}
         assert np.all(np.sum(scores >= 0, axis=1) <= RPN_BATCH)
         assert np.all(np.sum(scores == 1, axis=1) <= RPN_BATCH // 2)
@@ -146,8 +175,13 @@ def _annotations_by_image(path):
 def test_gt_masks_are_numpy_crops_of_the_annotation_masks(tiny_shapes, output_size):
     # No jitter: the network input is the image scaled by output_size / 64 (and maybe
     # flipped), so every instance can be found in the annotations by its box.
-    params = _params(tiny_shapes, output_size=[output_size, output_size], aug_scale_min=1.0,
-                     aug_scale_max=1.0, aug_rand_hflip=True)
+    params = _params(
+        tiny_shapes,
+        output_size=[output_size, output_size],
+        aug_scale_min=1.0,
+        aug_scale_max=1.0,
+        aug_rand_hflip=True,
+    )
     dataset = factory.input_fn_from_params(params, "train", deterministic=True)()
     by_image = _annotations_by_image(tiny_shapes["train_annotations"])
     checked = 0
@@ -165,8 +199,7 @@ def test_gt_masks_are_numpy_crops_of_the_annotation_masks(tiny_shapes, output_si
                     ref_box = np.array([y, x, y + h, x + w])
                     mask = mask_api.decode(ann["segmentation"])
                     if mirror:
-                        ref_box = np.array([y, image["width"] - x - w, y + h,
-                                            image["width"] - x])
+                        ref_box = np.array([y, image["width"] - x - w, y + h, image["width"] - x])
                         mask = mask[:, ::-1]
                     if np.allclose(box, ref_box, atol=1e-3):
                         assert labels["gt_classes"][b, i] == ann["category_id"]
@@ -190,10 +223,17 @@ def _example_without_boxes(crowd):
         mask = np.zeros((48, 64), np.uint8)
         mask[8:40, 8:56] = 1
         Image.fromarray(mask).save(png, format="PNG")
-        feature.update({"image/object/bbox/ymin": [8 / 48], "image/object/bbox/xmin": [8 / 64],
-                        "image/object/bbox/ymax": [40 / 48], "image/object/bbox/xmax": [56 / 64],
-                        "image/object/class/label": [2], "image/object/is_crowd": [1],
-                        "image/object/mask": [png.getvalue()]})
+        feature.update(
+            {
+                "image/object/bbox/ymin": [8 / 48],
+                "image/object/bbox/xmin": [8 / 64],
+                "image/object/bbox/ymax": [40 / 48],
+                "image/object/bbox/xmax": [56 / 64],
+                "image/object/class/label": [2],
+                "image/object/is_crowd": [1],
+                "image/object/mask": [png.getvalue()],
+            }
+        )
 
     def to_feature(values):
         if isinstance(values[0], bytes):
@@ -202,8 +242,9 @@ def _example_without_boxes(crowd):
             return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
         return tf.train.Feature(float_list=tf.train.FloatList(value=values))
 
-    example = tf.train.Example(features=tf.train.Features(
-        feature={k: to_feature(v) for k, v in feature.items()}))
+    example = tf.train.Example(
+        features=tf.train.Features(feature={k: to_feature(v) for k, v in feature.items()})
+    )
     return tf.constant(example.SerializeToString())
 
 
@@ -224,8 +265,13 @@ def test_image_without_boxes_gives_all_negative_targets(tiny_shapes, crowd):
 
 
 def test_crowd_instance_is_kept_when_not_skipped(tiny_shapes):
-    params = _params(tiny_shapes, skip_crowd_during_training=False, aug_rand_hflip=False,
-                     aug_scale_min=1.0, aug_scale_max=1.0)
+    params = _params(
+        tiny_shapes,
+        skip_crowd_during_training=False,
+        aug_rand_hflip=False,
+        aug_scale_min=1.0,
+        aug_scale_max=1.0,
+    )
     _, labels = factory.parser_from_params(params, "train")(_example_without_boxes(True))
     # 48x64 image into 64x64: scale 1.
     np.testing.assert_allclose(labels["gt_boxes"][0].numpy(), [8, 8, 40, 56])

@@ -11,13 +11,16 @@ from detection.hyperparameters import ParamsError
 
 def _params(paths, **parser):
     params = config_factory.config_generator("retinanet")
-    params.override({
-        "architecture": {"num_classes": 4, "min_level": 3, "max_level": 5},
-        "train": {"train_file_pattern": paths["train_file_pattern"], "train_batch_size": 2},
-        "eval": {"eval_file_pattern": paths["val_file_pattern"], "eval_batch_size": 3},
-        "retinanet_parser": dict({"output_size": [64, 64], "aug_scale_min": 0.8,
-                                  "aug_scale_max": 1.2}, **parser),
-    })
+    params.override(
+        {
+            "architecture": {"num_classes": 4, "min_level": 3, "max_level": 5},
+            "train": {"train_file_pattern": paths["train_file_pattern"], "train_batch_size": 2},
+            "eval": {"eval_file_pattern": paths["val_file_pattern"], "eval_batch_size": 3},
+            "retinanet_parser": dict(
+                {"output_size": [64, 64], "aug_scale_min": 0.8, "aug_scale_max": 1.2}, **parser
+            ),
+        }
+    )
     return params
 
 
@@ -49,6 +52,7 @@ def test_train_targets_are_finite_and_positive_where_objects_are(tiny_shapes):
 
 def test_eval_reads_every_image_once_with_original_pixel_groundtruths(tiny_shapes):
     import json
+
     with open(tiny_shapes["val_annotations"]) as f:
         coco = json.load(f)
     dataset = factory.input_fn_from_params(_params(tiny_shapes), "eval", deterministic=True)()
@@ -62,13 +66,23 @@ def test_eval_reads_every_image_once_with_original_pixel_groundtruths(tiny_shape
             anns = [a for a in coco["annotations"] if a["image_id"] == image_id]
             n = int(gt["num_detections"][i])
             assert n == len(anns)
-            expected = sorted([a["bbox"][1], a["bbox"][0], a["bbox"][1] + a["bbox"][3],
-                               a["bbox"][0] + a["bbox"][2]] for a in anns)
+            expected = sorted(
+                [
+                    a["bbox"][1],
+                    a["bbox"][0],
+                    a["bbox"][1] + a["bbox"][3],
+                    a["bbox"][0] + a["bbox"][2],
+                ]
+                for a in anns
+            )
             got = sorted(gt["boxes"][i, :n].numpy().tolist())
             np.testing.assert_allclose(got, expected, atol=1e-3)
             # Eval resizes without jitter: scale maps the original size onto 64 px.
-            np.testing.assert_allclose(features["image_info"][i, 2].numpy(),
-                                       64.0 / features["image_info"][i, 0].numpy(), rtol=1e-6)
+            np.testing.assert_allclose(
+                features["image_info"][i, 2].numpy(),
+                64.0 / features["image_info"][i, 0].numpy(),
+                rtol=1e-6,
+            )
     assert sorted(seen) == sorted(image["id"] for image in coco["images"])
 
 

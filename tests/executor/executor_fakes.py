@@ -20,28 +20,45 @@ from detection.hyperparameters.params_dict import ParamsDict
 IMAGE_SIZE = 8
 
 
-def make_params(total_steps=6, iterations_per_loop=3, train_batch_size=2, eval_batch_size=2,
-                learning_rate=0.1, train=None, evaluation=None):
+def make_params(
+    total_steps=6,
+    iterations_per_loop=3,
+    train_batch_size=2,
+    eval_batch_size=2,
+    learning_rate=0.1,
+    train=None,
+    evaluation=None,
+):
     """Base defaults + small train/eval settings, then `train` / `evaluation` overrides.
 
     The overrides may add keys (the executor's new keys, absent from older configs).
     """
     params = ParamsDict(copy.deepcopy(BASE_CFG))
-    params.override({
-        "architecture": {"use_bfloat16": False},
-        "train": {
-            "total_steps": total_steps,
-            "iterations_per_loop": iterations_per_loop,
-            "train_batch_size": train_batch_size,
-            "optimizer": {"type": "momentum", "momentum": 0.9},
-            "learning_rate": {"type": "step", "warmup_learning_rate": 0.0, "warmup_steps": 0,
-                              "init_learning_rate": learning_rate,
-                              "learning_rate_levels": [], "learning_rate_steps": []},
-            "l2_weight_decay": 1e-3,
-        },
-        "eval": {"eval_batch_size": eval_batch_size, "min_eval_interval": 0,
-                 "num_steps_per_eval": 2},
-    })
+    params.override(
+        {
+            "architecture": {"use_bfloat16": False},
+            "train": {
+                "total_steps": total_steps,
+                "iterations_per_loop": iterations_per_loop,
+                "train_batch_size": train_batch_size,
+                "optimizer": {"type": "momentum", "momentum": 0.9},
+                "learning_rate": {
+                    "type": "step",
+                    "warmup_learning_rate": 0.0,
+                    "warmup_steps": 0,
+                    "init_learning_rate": learning_rate,
+                    "learning_rate_levels": [],
+                    "learning_rate_steps": [],
+                },
+                "l2_weight_decay": 1e-3,
+            },
+            "eval": {
+                "eval_batch_size": eval_batch_size,
+                "min_eval_interval": 0,
+                "num_steps_per_eval": 2,
+            },
+        }
+    )
     params.override({"train": train or {}, "eval": evaluation or {}}, is_strict=False)
     return params
 
@@ -99,13 +116,24 @@ class AccuracyEvaluator:
 class FakeModelFn(model_fn_lib.ModelFn):
     """Conv(4) -> BN -> ReLU -> mean pool -> Dense(num_classes); softmax CE loss."""
 
-    def __init__(self, params, num_classes=3, num_train_examples=12, nan_step=None,
-                 sync_bn=False, num_eval_examples=5):
+    def __init__(
+        self,
+        params,
+        num_classes=3,
+        num_train_examples=12,
+        nan_step=None,
+        sync_bn=False,
+        num_eval_examples=5,
+    ):
         super().__init__(params)
         self.num_classes = num_classes
         self.sync_bn = sync_bn
-        self.train_data = train_arrays(num_train_examples, num_classes, nan_step=nan_step,
-                                       batch_size=params.train.train_batch_size)
+        self.train_data = train_arrays(
+            num_train_examples,
+            num_classes,
+            nan_step=nan_step,
+            batch_size=params.train.train_batch_size,
+        )
         self.eval_data = eval_arrays(num_eval_examples, num_classes)
         self.evaluator = None
 
@@ -113,8 +141,7 @@ class FakeModelFn(model_fn_lib.ModelFn):
         policy = self.dtype_policy
         inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
         x = keras.layers.Conv2D(4, 3, padding="same", name="conv", dtype=policy)(inputs)
-        x = keras.layers.BatchNormalization(name="bn", synchronized=self.sync_bn,
-                                            dtype=policy)(x)
+        x = keras.layers.BatchNormalization(name="bn", synchronized=self.sync_bn, dtype=policy)(x)
         x = keras.layers.ReLU(dtype=policy)(x)
         x = keras.layers.GlobalAveragePooling2D(dtype=policy)(x)
         outputs = keras.layers.Dense(self.num_classes, name="head", dtype=policy)(x)
@@ -123,18 +150,22 @@ class FakeModelFn(model_fn_lib.ModelFn):
         return model
 
     def __call__(self, model, features, labels, mode):
-        logits = tf.cast(model(features["images"], training=mode == model_fn_lib.TRAIN),
-                         tf.float32)
+        logits = tf.cast(model(features["images"], training=mode == model_fn_lib.TRAIN), tf.float32)
         if mode == model_fn_lib.PREDICT:
             return {"predictions": {"logits": logits}}
-        cls_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=labels["classes"], logits=logits))
+        cls_loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels["classes"], logits=logits)
+        )
         box_loss = 0.01 * tf.reduce_mean(tf.square(logits))
         if mode == model_fn_lib.TRAIN:
-            return {"total_loss": cls_loss + box_loss,
-                    "losses": {"cls_loss": cls_loss, "box_loss": box_loss}}
-        return {"predictions": {"logits": logits, "source_id": features["source_ids"]},
-                "losses": {"cls_loss": cls_loss}}
+            return {
+                "total_loss": cls_loss + box_loss,
+                "losses": {"cls_loss": cls_loss, "box_loss": box_loss},
+            }
+        return {
+            "predictions": {"logits": logits, "source_id": features["source_ids"]},
+            "losses": {"cls_loss": cls_loss},
+        }
 
     def input_fn(self, mode):
         if mode == model_fn_lib.TRAIN:
@@ -144,9 +175,11 @@ class FakeModelFn(model_fn_lib.ModelFn):
             def train_fn(context):
                 batch = context.get_per_replica_batch_size(global_batch)
                 dataset = tf.data.Dataset.from_tensor_slices(
-                    ({"images": images}, {"classes": classes}))
+                    ({"images": images}, {"classes": classes})
+                )
                 dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
                 return dataset.repeat().batch(batch, drop_remainder=True)
+
             return train_fn
 
         images, classes = self.eval_data
@@ -159,11 +192,17 @@ class FakeModelFn(model_fn_lib.ModelFn):
 
         def eval_fn(context):
             batch = context.get_per_replica_batch_size(global_batch)
-            dataset = tf.data.Dataset.from_tensor_slices((
-                {"images": images, "valid": valid, "source_ids": source_ids},
-                {"classes": classes,
-                 "groundtruths": {"classes": classes, "source_id": source_ids}}))
+            dataset = tf.data.Dataset.from_tensor_slices(
+                (
+                    {"images": images, "valid": valid, "source_ids": source_ids},
+                    {
+                        "classes": classes,
+                        "groundtruths": {"classes": classes, "source_id": source_ids},
+                    },
+                )
+            )
             return dataset.batch(batch, drop_remainder=True)
+
         return eval_fn
 
     def build_evaluator(self):
@@ -175,7 +214,7 @@ def assert_checkpoints_readable(model_dir):
     """Every checkpoint listed, and every `.index` on disk, reads back; returns the listed."""
     paths = checkpoints.checkpoint_paths(str(model_dir))
     assert paths
-    on_disk = [p[:-len(".index")] for p in glob.glob(os.path.join(model_dir, "*.index"))]
+    on_disk = [p[: -len(".index")] for p in glob.glob(os.path.join(model_dir, "*.index"))]
     for path in set(paths) | set(on_disk):
         reader = tf.train.load_checkpoint(path)
         for name in reader.get_variable_to_shape_map():

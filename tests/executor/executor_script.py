@@ -25,9 +25,11 @@ from detection.executor import trainer as trainer_lib
 
 def _train(model_dir, total_steps, iterations_per_loop, interval):
     strategy = distribution.build_strategy("one_device")
-    params = fakes.make_params(total_steps=int(total_steps),
-                               iterations_per_loop=int(iterations_per_loop),
-                               train={"checkpoint_interval": int(interval)})
+    params = fakes.make_params(
+        total_steps=int(total_steps),
+        iterations_per_loop=int(iterations_per_loop),
+        train={"checkpoint_interval": int(interval)},
+    )
     try:
         result = executor.run("train", fakes.FakeModelFn(params), params, model_dir, strategy)
     except preemption.TrainingPreempted as error:
@@ -38,8 +40,9 @@ def _train(model_dir, total_steps, iterations_per_loop, interval):
 
 def _mirrored_params():
     # Global batch 4: 2 per replica. Clipping is active, so it must act on the summed gradient.
-    params = fakes.make_params(total_steps=2, iterations_per_loop=2, train_batch_size=4,
-                               eval_batch_size=4)
+    params = fakes.make_params(
+        total_steps=2, iterations_per_loop=2, train_batch_size=4, eval_batch_size=4
+    )
     params.override({"train": {"gradient_clip_norm": 0.05}})
     return params
 
@@ -47,6 +50,7 @@ def _mirrored_params():
 def _mirrored_vs_one_device(out_json):
     mirrored = distribution.build_strategy("mirrored", num_cores=2)
     import tensorflow as tf  # Only after the logical devices exist.
+
     one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
     results = {"num_replicas": mirrored.num_replicas_in_sync}
     weights = {}
@@ -65,17 +69,28 @@ def _mirrored_vs_one_device(out_json):
     # Without sync BN each replica normalizes with its own half-batch statistics, so the
     # replica copies of the moving statistics only agree if the executor averages them.
     params = _mirrored_params()
-    trainer = trainer_lib.Trainer(fakes.FakeModelFn(params, sync_bn=False), params,
-                                  config_lib.from_params(params, mirrored), tempfile.mkdtemp(),
-                                  mirrored)
+    trainer = trainer_lib.Trainer(
+        fakes.FakeModelFn(params, sync_bn=False),
+        params,
+        config_lib.from_params(params, mirrored),
+        tempfile.mkdtemp(),
+        mirrored,
+    )
     trainer.train(2)
     results["replica_copy_diff"] = {
-        v.path: float(np.max(np.abs(np.subtract(*[c.numpy() for c in
-                                                 mirrored.experimental_local_results(v.value)]))))
-        for v in trainer.model.non_trainable_variables}
+        v.path: float(
+            np.max(
+                np.abs(
+                    np.subtract(*[c.numpy() for c in mirrored.experimental_local_results(v.value)])
+                )
+            )
+        )
+        for v in trainer.model.non_trainable_variables
+    }
     results["max_weight_diff"] = {
         k: float(np.max(np.abs(weights["mirrored"][k] - weights["one_device"][k])))
-        for k in weights["one_device"]}
+        for k in weights["one_device"]
+    }
     with open(out_json, "w") as f:
         json.dump(results, f)
 
@@ -93,8 +108,11 @@ def _multi_worker(model_dir, out_npz):
 def main(argv):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     command, args = argv[1], argv[2:]
-    {"train": _train, "mirrored_vs_one_device": _mirrored_vs_one_device,
-     "multi_worker": _multi_worker}[command](*args)
+    {
+        "train": _train,
+        "mirrored_vs_one_device": _mirrored_vs_one_device,
+        "multi_worker": _multi_worker,
+    }[command](*args)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ class ListOfLayers(keras.Model):
 
     def __init__(self):
         super().__init__()
-        self.convs = [keras.layers.Conv2D(4, 3, padding="same", name=f"conv_{i}")
-                      for i in range(2)]
+        self.convs = [keras.layers.Conv2D(4, 3, padding="same", name=f"conv_{i}") for i in range(2)]
         self.norms = {str(i): keras.layers.BatchNormalization(name=f"bn_{i}") for i in range(2)}
 
     def call(self, x, training=None):
@@ -37,8 +36,9 @@ def test_round_trip_restores_every_variable(tmp_path):
     model(tf.random.normal([4, 8, 8, 3]) * 3.0 + 1.0, training=True)
     optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
-    saver = checkpoints.Checkpointer(tf.distribute.get_strategy(), model, optimizer,
-                                     str(tmp_path), max_to_keep=1)
+    saver = checkpoints.Checkpointer(
+        tf.distribute.get_strategy(), model, optimizer, str(tmp_path), max_to_keep=1
+    )
     path = saver.save()
     restored = _build(1)
     checkpoints.restore_model(restored, path)
@@ -52,8 +52,9 @@ def test_restore_into_another_architecture_fails_clearly(tmp_path):
     model = _build(0)
     optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
-    path = checkpoints.Checkpointer(tf.distribute.get_strategy(), model, optimizer,
-                                    str(tmp_path), max_to_keep=1).save()
+    path = checkpoints.Checkpointer(
+        tf.distribute.get_strategy(), model, optimizer, str(tmp_path), max_to_keep=1
+    ).save()
     other = keras.Sequential([keras.layers.Dense(3, name="other")])
     other(tf.zeros([1, 2]))
     with pytest.raises(ValueError, match="does not hold this model's variables"):

@@ -52,11 +52,22 @@ def test_train_and_eval_writes_metrics_per_checkpoint(tmp_path, strategy, capsys
     assert metrics["accuracy"] == pytest.approx(_reference_accuracy(restored, 5))
     assert metrics["losses/cls_loss"] > 0
     assert {"accuracy", "num_examples", "losses/cls_loss"} <= _event_tags(tmp_path / "eval")
-    assert {"total_loss", "cls_loss", "box_loss", "l2_regularization_loss", "learning_rate",
-            "steps_per_second", "images_per_second"} <= _event_tags(tmp_path / "train")
+    assert {
+        "total_loss",
+        "cls_loss",
+        "box_loss",
+        "l2_regularization_loss",
+        "learning_rate",
+        "steps_per_second",
+        "images_per_second",
+    } <= _event_tags(tmp_path / "train")
     out = capsys.readouterr().out
-    assert re.search(r"^step 4/4 \| loss [\d.]+ \(box [\d.e-]+, cls [\d.]+, l2 [\d.e-]+\) \| "
-                     r"lr 0\.1 \| [\d.]+ img/s \| ETA 0s$", out, re.M), out
+    assert re.search(
+        r"^step 4/4 \| loss [\d.]+ \(box [\d.e-]+, cls [\d.]+, l2 [\d.e-]+\) \| "
+        r"lr 0\.1 \| [\d.]+ img/s \| ETA 0s$",
+        out,
+        re.M,
+    ), out
 
 
 def test_continuous_eval_stops_at_total_steps_and_eval_samples(tmp_path, strategy):
@@ -78,16 +89,23 @@ def test_eval_without_checkpoint_times_out_empty(tmp_path, strategy):
 
 
 def test_batch_errors_name_the_numbers(strategy):
-    with pytest.raises(ValueError, match=r"train.train_batch_size=10 is not divisible by the 4 "
-                                         r"replicas"):
+    with pytest.raises(
+        ValueError,
+        match=r"train.train_batch_size=10 is not divisible by the 4 "
+        r"replicas",
+    ):
         distribution.per_replica_batch_size(10, 4, "train.train_batch_size")
     params = fakes.make_params(eval_batch_size=2)
     model_fn = fakes.FakeModelFn(params)
     wrong = fakes.make_params(eval_batch_size=4)  # the input_fn batches 2, executor expects 4
-    with pytest.raises(ValueError, match=r"features/images has batch size 2 but each replica "
-                                         r"should get 4"):
-        inputs.distributed_dataset(strategy, model_fn.input_fn("eval"),
-                                   wrong.eval.eval_batch_size, "eval.eval_batch_size")
+    with pytest.raises(
+        ValueError,
+        match=r"features/images has batch size 2 but each replica "
+        r"should get 4",
+    ):
+        inputs.distributed_dataset(
+            strategy, model_fn.input_fn("eval"), wrong.eval.eval_batch_size, "eval.eval_batch_size"
+        )
     with pytest.raises(ValueError, match="unknown executor mode 'predict'"):
         executor.run("predict", model_fn, params, "/tmp/unused", strategy)
 
@@ -110,7 +128,19 @@ def test_format_duration_and_progress_line():
     assert summaries.format_duration(185) == "3m05s"
     assert summaries.format_duration(12.4) == "12s"
     line = summaries.progress_line(
-        600, 22500, {"total_loss": 1.2344, "model_loss": 1.0, "l2_regularization_loss": 0.0,
-                     "cls_loss": 0.8, "box_loss": 0.01}, 0.08, 12.34, 3725)
-    assert line == ("step 600/22500 | loss 1.234 (cls 0.8, box 0.01) | lr 0.08 | 12.3 img/s | "
-                    "ETA 1h02m")
+        600,
+        22500,
+        {
+            "total_loss": 1.2344,
+            "model_loss": 1.0,
+            "l2_regularization_loss": 0.0,
+            "cls_loss": 0.8,
+            "box_loss": 0.01,
+        },
+        0.08,
+        12.34,
+        3725,
+    )
+    assert line == (
+        "step 600/22500 | loss 1.234 (cls 0.8, box 0.01) | lr 0.08 | 12.3 img/s | ETA 1h02m"
+    )

@@ -37,8 +37,13 @@ def _env(**extra):
 def _start(args, log_dir, name, **env):
     out = open(os.path.join(log_dir, f"{name}.out"), "w")
     err = open(os.path.join(log_dir, f"{name}.err"), "w")
-    return subprocess.Popen([sys.executable, _SCRIPT, *map(str, args)], stdout=out, stderr=err,
-                            cwd=_REPO, env=_env(**env))
+    return subprocess.Popen(
+        [sys.executable, _SCRIPT, *map(str, args)],
+        stdout=out,
+        stderr=err,
+        cwd=_REPO,
+        env=_env(**env),
+    )
 
 
 def _read(log_dir, name, stream="out"):
@@ -56,7 +61,6 @@ def _wait_for(condition, process, what, timeout=90):
         time.sleep(0.05)
     process.kill()
     raise AssertionError(f"timed out waiting for {what}")
-
 
 
 def _free_ports(count):
@@ -81,8 +85,7 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     # Batch-norm moving statistics: one value across replicas, not one per replica.
     assert result["replica_copy_diff"] and max(result["replica_copy_diff"].values()) == 0.0
     assert result["accuracy_mirrored"] == result["accuracy_one_device"]
-    assert result["eval_loss_mirrored"] == pytest.approx(result["eval_loss_one_device"],
-                                                         abs=1e-5)
+    assert result["eval_loss_mirrored"] == pytest.approx(result["eval_loss_one_device"], abs=1e-5)
 
 
 def test_two_workers_train_together(tmp_path):
@@ -90,9 +93,14 @@ def test_two_workers_train_together(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     processes = [
-        _start(["multi_worker", model_dir, tmp_path / f"weights{i}.npz"], tmp_path, f"worker{i}",
-               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        for i in range(2)]
+        _start(
+            ["multi_worker", model_dir, tmp_path / f"weights{i}.npz"],
+            tmp_path,
+            f"worker{i}",
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+        )
+        for i in range(2)
+    ]
     for i, process in enumerate(processes):
         assert process.wait(timeout=150) == 0, _read(tmp_path, f"worker{i}", "err")[-3000:]
     weights = [dict(np.load(tmp_path / f"weights{i}.npz")) for i in range(2)]
@@ -107,9 +115,13 @@ def test_two_workers_train_together(tmp_path):
     # Same global batches on one device: worker i's shard holds examples i, i+2, ...
     params = fakes.make_params(total_steps=4, iterations_per_loop=2, train_batch_size=4)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    trainer = trainer_lib.Trainer(fakes.FakeModelFn(params, num_train_examples=8), params,
-                                  config_lib.from_params(params, strategy),
-                                  str(tmp_path / "reference"), strategy)
+    trainer = trainer_lib.Trainer(
+        fakes.FakeModelFn(params, num_train_examples=8),
+        params,
+        config_lib.from_params(params, strategy),
+        str(tmp_path / "reference"),
+        strategy,
+    )
     trainer.train(4)
     for v in trainer.model.variables:
         np.testing.assert_allclose(weights[0][v.path], v.numpy(), atol=1e-5, err_msg=v.path)
@@ -119,8 +131,9 @@ def test_sigkill_then_restart_resumes_from_last_checkpoint(tmp_path):
     model_dir = tmp_path / "run"
 
     def has_checkpoint_at_10():
-        return any(checkpoints.step_of(p) >= 10
-                   for p in checkpoints.checkpoint_paths(str(model_dir)))
+        return any(
+            checkpoints.step_of(p) >= 10 for p in checkpoints.checkpoint_paths(str(model_dir))
+        )
 
     process = _start(["train", model_dir, 1_000_000, 5, 5], tmp_path, "killed")
     _wait_for(has_checkpoint_at_10, process, "a checkpoint at step >= 10")
@@ -133,9 +146,9 @@ def test_sigkill_then_restart_resumes_from_last_checkpoint(tmp_path):
     restarted = _start(["train", model_dir, last + 5, 5, 5], tmp_path, "restarted")
     assert restarted.wait(timeout=90) == 0, _read(tmp_path, "restarted", "err")[-3000:]
     assert f"resumed from {model_dir}/ckpt-{last} at step {last}" in _read(
-        tmp_path, "restarted", "err")
-    result = json.loads(re.search(r"^RESULT: (.*)$", _read(tmp_path, "restarted"),
-                                  re.M).group(1))
+        tmp_path, "restarted", "err"
+    )
+    result = json.loads(re.search(r"^RESULT: (.*)$", _read(tmp_path, "restarted"), re.M).group(1))
     assert result["step"] == last + 5
     assert checkpoints.step_of(fakes.assert_checkpoints_readable(model_dir)[-1]) == last + 5
 
@@ -143,13 +156,17 @@ def test_sigkill_then_restart_resumes_from_last_checkpoint(tmp_path):
 def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     model_dir = tmp_path / "run"
     process = _start(["train", model_dir, 1_000_000, 5, 10**9], tmp_path, "terminated")
-    _wait_for(lambda: "step 5/" in _read(tmp_path, "terminated"), process,
-              "the first progress line")
+    _wait_for(
+        lambda: "step 5/" in _read(tmp_path, "terminated"), process, "the first progress line"
+    )
     assert not checkpoints.checkpoint_paths(str(model_dir))  # interval too long to save
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 143, _read(tmp_path, "terminated", "err")[-3000:]
-    match = re.search(r"^PREEMPTED: SIGTERM received: stopped at step (\d+), checkpoint (\S+)$",
-                      _read(tmp_path, "terminated"), re.M)
+    match = re.search(
+        r"^PREEMPTED: SIGTERM received: stopped at step (\d+), checkpoint (\S+)$",
+        _read(tmp_path, "terminated"),
+        re.M,
+    )
     assert match, _read(tmp_path, "terminated")[-2000:]
     step = int(match.group(1))
     paths = fakes.assert_checkpoints_readable(model_dir)

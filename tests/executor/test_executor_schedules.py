@@ -13,9 +13,14 @@ from detection.modeling import optimizers
 
 
 def _lr_params(**overrides):
-    values = {"type": "step", "warmup_learning_rate": 0.0067, "warmup_steps": 500,
-              "init_learning_rate": 0.08, "learning_rate_levels": [0.008, 0.0008],
-              "learning_rate_steps": [15000, 20000]}
+    values = {
+        "type": "step",
+        "warmup_learning_rate": 0.0067,
+        "warmup_steps": 500,
+        "init_learning_rate": 0.08,
+        "learning_rate_levels": [0.008, 0.0008],
+        "learning_rate_steps": [15000, 20000],
+    }
     values.update(overrides)
     return ParamsDict(values)
 
@@ -30,7 +35,12 @@ def test_step_schedule_matches_hand_values():
         0: 0.0067,
         250: 0.0067 + 250 / 500 * (0.08 - 0.0067),
         499: 0.0067 + 499 / 500 * (0.08 - 0.0067),
-        500: 0.08, 14999: 0.08, 15000: 0.008, 19999: 0.008, 20000: 0.0008, 30000: 0.0008,
+        500: 0.08,
+        14999: 0.08,
+        15000: 0.008,
+        19999: 0.008,
+        20000: 0.0008,
+        30000: 0.0008,
     }
     for step, value in expected.items():
         assert _at(schedule, step) == pytest.approx(value, rel=1e-6), step
@@ -38,18 +48,32 @@ def test_step_schedule_matches_hand_values():
 
 def test_step_schedule_without_warmup():
     schedule = learning_rates.learning_rate_schedule(
-        _lr_params(warmup_steps=0, learning_rate_levels=[0.01], learning_rate_steps=[10]), 100)
+        _lr_params(warmup_steps=0, learning_rate_levels=[0.01], learning_rate_steps=[10]), 100
+    )
     assert [_at(schedule, s) for s in (0, 9, 10)] == pytest.approx([0.08, 0.08, 0.01])
 
 
 def test_cosine_schedule_matches_hand_values():
     schedule = learning_rates.learning_rate_schedule(
-        _lr_params(type="cosine", warmup_learning_rate=0.0, warmup_steps=100,
-                   init_learning_rate=0.4), total_steps=1100)
+        _lr_params(
+            type="cosine", warmup_learning_rate=0.0, warmup_steps=100, init_learning_rate=0.4
+        ),
+        total_steps=1100,
+    )
+
     def cosine(step):
         return 0.4 * (math.cos(math.pi * (step - 100) / 1000) + 1) / 2
-    expected = {0: 0.0, 50: 0.2, 100: 0.4, 350: cosine(350), 600: 0.2, 1099: cosine(1099),
-                1100: 0.0, 1500: 0.0}
+
+    expected = {
+        0: 0.0,
+        50: 0.2,
+        100: 0.4,
+        350: cosine(350),
+        600: 0.2,
+        1099: cosine(1099),
+        1100: 0.0,
+        1500: 0.0,
+    }
     for step, value in expected.items():
         assert _at(schedule, step) == pytest.approx(value, rel=1e-5, abs=1e-7), step
 
@@ -58,13 +82,13 @@ def test_schedule_errors_name_the_key():
     with pytest.raises(ValueError, match="learning_rate_levels"):
         learning_rates.learning_rate_schedule(_lr_params(learning_rate_steps=[10]), 100)
     with pytest.raises(ValueError, match="must increase"):
-        learning_rates.learning_rate_schedule(
-            _lr_params(learning_rate_steps=[20, 10]), 100)
+        learning_rates.learning_rate_schedule(_lr_params(learning_rate_steps=[20, 10]), 100)
     with pytest.raises(ValueError, match="train.learning_rate.type='linear'"):
         learning_rates.learning_rate_schedule(_lr_params(type="linear"), 100)
     with pytest.raises(ValueError, match="warmup_steps"):
         learning_rates.learning_rate_schedule(
-            _lr_params(type="cosine", warmup_steps=100), total_steps=100)
+            _lr_params(type="cosine", warmup_steps=100), total_steps=100
+        )
 
 
 def test_schedule_roundtrips_through_keras_config():
@@ -73,11 +97,16 @@ def test_schedule_roundtrips_through_keras_config():
     assert _at(clone, 15000) == pytest.approx(0.008)
 
 
-@pytest.mark.parametrize("kind,cls", [("momentum", keras.optimizers.SGD),
-                                      ("sgd", keras.optimizers.SGD),
-                                      ("adam", keras.optimizers.Adam),
-                                      ("adagrad", keras.optimizers.Adagrad),
-                                      ("rmsprop", keras.optimizers.RMSprop)])
+@pytest.mark.parametrize(
+    "kind,cls",
+    [
+        ("momentum", keras.optimizers.SGD),
+        ("sgd", keras.optimizers.SGD),
+        ("adam", keras.optimizers.Adam),
+        ("adagrad", keras.optimizers.Adagrad),
+        ("rmsprop", keras.optimizers.RMSprop),
+    ],
+)
 def test_optimizer_types(kind, cls):
     optimizer = optimizers.build_optimizer(ParamsDict({"type": kind, "momentum": 0.9}), 0.1)
     assert isinstance(optimizer, cls)
@@ -91,7 +120,8 @@ def test_optimizer_types(kind, cls):
 
 def test_momentum_nesterov_and_bad_type():
     optimizer = optimizers.build_optimizer(
-        ParamsDict({"type": "momentum", "momentum": 0.5, "nesterov": True}), 0.1)
+        ParamsDict({"type": "momentum", "momentum": 0.5, "nesterov": True}), 0.1
+    )
     assert optimizer.nesterov and optimizer.momentum == pytest.approx(0.5)
     with pytest.raises(ValueError, match="train.optimizer.type='lamb'"):
         optimizers.build_optimizer(ParamsDict({"type": "lamb"}), 0.1)
@@ -100,8 +130,7 @@ def test_momentum_nesterov_and_bad_type():
 def test_momentum_update_matches_hand_computation():
     # One replica: the optimizer must behave exactly like SGD with momentum.
     variable = keras.Variable(np.array([1.0, -2.0], np.float32), name="w")
-    optimizer = optimizers.build_optimizer(ParamsDict({"type": "momentum", "momentum": 0.9}),
-                                           0.1)
+    optimizer = optimizers.build_optimizer(ParamsDict({"type": "momentum", "momentum": 0.9}), 0.1)
     grads = [np.array([0.5, 1.0], np.float32), np.array([-1.0, 2.0], np.float32)]
     velocity, value = np.zeros(2), np.array([1.0, -2.0])
     for grad in grads:
@@ -123,8 +152,14 @@ def _small_model():
 def test_tf1_names_and_default_regularization_regex():
     model = _small_model()
     names = [variable_selection.tf1_name(v) for v in model.trainable_variables]
-    assert names == ["backbone_conv/kernel:0", "backbone_conv/bias:0", "backbone_bn/gamma:0",
-                     "backbone_bn/beta:0", "head_dense/kernel:0", "head_dense/bias:0"]
+    assert names == [
+        "backbone_conv/kernel:0",
+        "backbone_conv/bias:0",
+        "backbone_bn/gamma:0",
+        "backbone_bn/beta:0",
+        "head_dense/kernel:0",
+        "head_dense/bias:0",
+    ]
     selected = variable_selection.regularized(model.trainable_variables, r".*(kernel|weight):0$")
     assert [v.path for v in selected] == ["backbone_conv/kernel", "head_dense/kernel"]
     assert len(variable_selection.regularized(model.trainable_variables, None)) == 6
@@ -135,8 +170,12 @@ def test_tf1_names_and_default_regularization_regex():
 def test_frozen_prefix_is_anchored_at_the_start():
     model = _small_model()
     trained, frozen = variable_selection.split_frozen(model.trainable_variables, r"backbone_")
-    assert [v.path for v in frozen] == ["backbone_conv/kernel", "backbone_conv/bias",
-                                        "backbone_bn/gamma", "backbone_bn/beta"]
+    assert [v.path for v in frozen] == [
+        "backbone_conv/kernel",
+        "backbone_conv/bias",
+        "backbone_bn/gamma",
+        "backbone_bn/beta",
+    ]
     assert [v.path for v in trained] == ["head_dense/kernel", "head_dense/bias"]
     # re.match semantics: a pattern that only occurs mid-name freezes nothing.
     trained, frozen = variable_selection.split_frozen(model.trainable_variables, "conv")

@@ -3,22 +3,30 @@
 import pytest
 
 from detection.hyperparameters import (
-    ParamsDict, ParamsError, override_params_dict, parse_override,
-    read_yaml_to_params_dict, save_params_dict_to_yaml)
+    ParamsDict,
+    ParamsError,
+    override_params_dict,
+    parse_override,
+    read_yaml_to_params_dict,
+    save_params_dict_to_yaml,
+)
 
 
 def _params(restrictions=None):
-    return ParamsDict({
-        "model_dir": "",
-        "train": {
-            "total_steps": 100,
-            "learning_rate": {"init_learning_rate": 0.08, "learning_rate_steps": [10, 20]},
-            "frozen_variable_prefix": None,
-            "use_thing": True,
+    return ParamsDict(
+        {
+            "model_dir": "",
+            "train": {
+                "total_steps": 100,
+                "learning_rate": {"init_learning_rate": 0.08, "learning_rate_steps": [10, 20]},
+                "frozen_variable_prefix": None,
+                "use_thing": True,
+            },
+            "eval": {"eval_batch_size": 8, "eval_timeout": None},
+            "anchor": {"aspect_ratios": [1.0, 2.0, 0.5], "anchor_size": 4.0},
         },
-        "eval": {"eval_batch_size": 8, "eval_timeout": None},
-        "anchor": {"aspect_ratios": [1.0, 2.0, 0.5], "anchor_size": 4.0},
-    }, restrictions)
+        restrictions,
+    )
 
 
 def test_nested_attribute_access_and_as_dict():
@@ -74,13 +82,16 @@ def test_non_strict_adds_keys():
     assert params.train.new_key == 3
 
 
-@pytest.mark.parametrize("override, old, new", [
-    ({"train": {"total_steps": "ten"}}, "int", "str"),
-    ({"anchor": {"anchor_size": [1.0]}}, "float", "list"),
-    ({"anchor": {"aspect_ratios": 1.0}}, "list", "float"),
-    ({"train": {"use_thing": 1}}, "bool", "int"),
-    ({"train": {"learning_rate": 0.1}}, "ParamsDict", "float"),
-])
+@pytest.mark.parametrize(
+    "override, old, new",
+    [
+        ({"train": {"total_steps": "ten"}}, "int", "str"),
+        ({"anchor": {"anchor_size": [1.0]}}, "float", "list"),
+        ({"anchor": {"aspect_ratios": 1.0}}, "list", "float"),
+        ({"train": {"use_thing": 1}}, "bool", "int"),
+        ({"train": {"learning_rate": 0.1}}, "ParamsDict", "float"),
+    ],
+)
 def test_type_mismatch_names_key_and_both_types(override, old, new):
     with pytest.raises(ParamsError) as info:
         _params().override(override)
@@ -98,8 +109,12 @@ def test_int_and_float_interchange():
 
 def test_none_default_accepts_any_type_and_values_can_become_none():
     params = _params()
-    params.override({"train": {"frozen_variable_prefix": "resnet/"},
-                     "eval": {"eval_timeout": 600, "eval_batch_size": None}})
+    params.override(
+        {
+            "train": {"frozen_variable_prefix": "resnet/"},
+            "eval": {"eval_timeout": 600, "eval_batch_size": None},
+        }
+    )
     assert params.train.frozen_variable_prefix == "resnet/"
     assert params.eval.eval_timeout == 600
     assert params.eval.eval_batch_size is None
@@ -125,12 +140,15 @@ def test_setattr_is_strict_and_typed():
         params.train.totl_steps = 3
 
 
-@pytest.mark.parametrize("text", [
-    "{train: {total_steps: 10}, eval: {eval_batch_size: 2}}",
-    '{"train": {"total_steps": 10}, "eval": {"eval_batch_size": 2}}',
-    "train.total_steps=10,eval.eval_batch_size=2",
-    "train:\n  total_steps: 10\neval:\n  eval_batch_size: 2\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{train: {total_steps: 10}, eval: {eval_batch_size: 2}}",
+        '{"train": {"total_steps": 10}, "eval": {"eval_batch_size": 2}}',
+        "train.total_steps=10,eval.eval_batch_size=2",
+        "train:\n  total_steps: 10\neval:\n  eval_batch_size: 2\n",
+    ],
+)
 def test_override_string_forms(text):
     params = _params()
     override_params_dict(params, text)
@@ -138,9 +156,13 @@ def test_override_string_forms(text):
 
 
 def test_comma_form_with_lists_and_nested_keys():
-    parsed = parse_override("anchor.aspect_ratios=[1.0,2.0],train.learning_rate.init_learning_rate=1e-4")
-    assert parsed == {"anchor": {"aspect_ratios": [1.0, 2.0]},
-                      "train": {"learning_rate": {"init_learning_rate": 1e-4}}}
+    parsed = parse_override(
+        "anchor.aspect_ratios=[1.0,2.0],train.learning_rate.init_learning_rate=1e-4"
+    )
+    assert parsed == {
+        "anchor": {"aspect_ratios": [1.0, 2.0]},
+        "train": {"learning_rate": {"init_learning_rate": 1e-4}},
+    }
 
 
 def test_override_from_yaml_file(tmp_path):
@@ -152,9 +174,17 @@ def test_override_from_yaml_file(tmp_path):
     assert isinstance(params.train.learning_rate.init_learning_rate, float)
 
 
-@pytest.mark.parametrize("text, value", [
-    ("1e-4", 1e-4), ("5E3", 5e3), ("-2.5e+2", -250.0), (".5", 0.5), ("3", 3), ("1.0e-05", 1e-5),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("1e-4", 1e-4),
+        ("5E3", 5e3),
+        ("-2.5e+2", -250.0),
+        (".5", 0.5),
+        ("3", 3),
+        ("1.0e-05", 1e-5),
+    ],
+)
 def test_scientific_numbers_parse_as_floats(text, value):
     parsed = parse_override(f"{{x: {text}}}")["x"]
     assert parsed == value and type(parsed) is type(value)
@@ -172,16 +202,19 @@ def test_bad_override_string():
         parse_override("{train: {total_steps: 10}")
 
 
-@pytest.mark.parametrize("restriction, ok", [
-    ("train.total_steps == 100", True),
-    ("train.total_steps != 100", False),
-    ("train.total_steps < 100", False),
-    ("train.total_steps <= 100", True),   # The original parsed `<=` as `<` and rejected this.
-    ("train.total_steps > 100", False),
-    ("train.total_steps >= 100", True),
-    ("eval.eval_batch_size < train.total_steps", True),
-    ("eval.eval_batch_size >= train.total_steps", False),
-])
+@pytest.mark.parametrize(
+    "restriction, ok",
+    [
+        ("train.total_steps == 100", True),
+        ("train.total_steps != 100", False),
+        ("train.total_steps < 100", False),
+        ("train.total_steps <= 100", True),  # The original parsed `<=` as `<` and rejected this.
+        ("train.total_steps > 100", False),
+        ("train.total_steps >= 100", True),
+        ("eval.eval_batch_size < train.total_steps", True),
+        ("eval.eval_batch_size >= train.total_steps", False),
+    ],
+)
 def test_restrictions(restriction, ok):
     params = _params([restriction])
     if ok:
@@ -206,8 +239,14 @@ def test_restriction_with_unknown_key_is_reported():
 
 def test_save_and_load_round_trip(tmp_path):
     params = _params()
-    params.override({"train": {"learning_rate": {"init_learning_rate": 1e-4},
-                               "frozen_variable_prefix": r"(resnet\d+/)conv2d"}})
+    params.override(
+        {
+            "train": {
+                "learning_rate": {"init_learning_rate": 1e-4},
+                "frozen_variable_prefix": r"(resnet\d+/)conv2d",
+            }
+        }
+    )
     path = tmp_path / "model" / "params.yaml"
     save_params_dict_to_yaml(params, str(path))
     assert read_yaml_to_params_dict(str(path)) == params

@@ -20,21 +20,30 @@ IMAGE_SIZE = 64
 def tiny_params(paths, **extra):
     """ResNet-10, 16-channel FPN P3-P5 and head, 64 px, 4 classes (background + 3 shapes)."""
     override = {
-        "architecture": {"min_level": 3, "max_level": 5, "num_classes": 4,
-                         "use_bfloat16": False},
+        "architecture": {"min_level": 3, "max_level": 5, "num_classes": 4, "use_bfloat16": False},
         "resnet": {"resnet_depth": 10},
         "fpn": {"fpn_feat_dims": 16},
         "retinanet_head": {"num_convs": 1, "num_filters": 16},
         "anchor": {"num_scales": 2, "anchor_size": 3.0},
         "retinanet_parser": {"output_size": [IMAGE_SIZE, IMAGE_SIZE], "max_num_instances": 8},
-        "train": {"train_batch_size": BATCH, "total_steps": 2, "iterations_per_loop": 2,
-                  "train_file_pattern": paths["train_file_pattern"]},
-        "eval": {"eval_batch_size": BATCH, "eval_file_pattern": paths["val_file_pattern"],
-                 "val_json_file": paths["val_annotations"]},
+        "train": {
+            "train_batch_size": BATCH,
+            "total_steps": 2,
+            "iterations_per_loop": 2,
+            "train_file_pattern": paths["train_file_pattern"],
+        },
+        "eval": {
+            "eval_batch_size": BATCH,
+            "eval_file_pattern": paths["val_file_pattern"],
+            "val_json_file": paths["val_annotations"],
+        },
         # Threshold 0: an untrained head scores every anchor near its 0.01 prior, and the
         # outputs must still be full detections for the shape and XLA comparisons.
-        "postprocess": {"max_total_size": MAX_TOTAL_SIZE, "pre_nms_num_boxes": 50,
-                        "score_threshold": 0.0},
+        "postprocess": {
+            "max_total_size": MAX_TOTAL_SIZE,
+            "pre_nms_num_boxes": 50,
+            "score_threshold": 0.0,
+        },
     }
     for dotted, value in extra.items():
         node = override
@@ -76,16 +85,19 @@ def test_train_outputs_are_finite_scalars(tiny_shapes, batches):
     assert losses["cls_loss"] > 0 and losses["box_loss"] > 0
     weight = params.retinanet_loss.box_loss_weight
     assert float(outputs["total_loss"]) == pytest.approx(
-        losses["cls_loss"] + weight * losses["box_loss"], rel=1e-6)
+        losses["cls_loss"] + weight * losses["box_loss"], rel=1e-6
+    )
 
 
 def _assert_prediction_shapes(predictions, batch, k):
-    expected = {"num_detections": ([batch], tf.int32),
-                "detection_boxes": ([batch, k, 4], tf.float32),
-                "detection_scores": ([batch, k], tf.float32),
-                "detection_classes": ([batch, k], tf.int32),
-                "source_id": ([batch], tf.int64),
-                "image_info": ([batch, 4, 2], tf.float32)}
+    expected = {
+        "num_detections": ([batch], tf.int32),
+        "detection_boxes": ([batch, k, 4], tf.float32),
+        "detection_scores": ([batch, k], tf.float32),
+        "detection_classes": ([batch, k], tf.int32),
+        "source_id": ([batch], tf.int64),
+        "image_info": ([batch, 4, 2], tf.float32),
+    }
     assert set(predictions) == set(expected)
     for name, (shape, dtype) in expected.items():
         assert predictions[name].shape.as_list() == shape, name
@@ -114,10 +126,12 @@ def test_eval_and_predict_outputs_have_static_shapes(tiny_shapes, batches):
     predict = model_fn(model, features, None, PREDICT)
     assert set(predict) == {"predictions"}
     _assert_prediction_shapes(predict["predictions"], BATCH, MAX_TOTAL_SIZE)
-    np.testing.assert_allclose(predict["predictions"]["detection_scores"],
-                               predictions["detection_scores"], rtol=1e-6)
+    np.testing.assert_allclose(
+        predict["predictions"]["detection_scores"], predictions["detection_scores"], rtol=1e-6
+    )
     skip_fn = model_factory.model_fn_from_params(
-        tiny_params(tiny_shapes, **{"eval.skip_eval_loss": True}))
+        tiny_params(tiny_shapes, **{"eval.skip_eval_loss": True})
+    )
     assert set(skip_fn(model, features, labels, EVAL)) == {"predictions"}
 
 
@@ -154,13 +168,15 @@ def test_full_train_step_compiles_with_xla(tiny_shapes, batches):
     first_loss, grad_norm = step(features, labels)
     assert float(first_loss) == pytest.approx(float(eager_loss), rel=1e-4)
     assert float(grad_norm) == pytest.approx(
-        float(np.sqrt(sum(np.sum(g ** 2) for g in eager_grads))), rel=1e-3)
+        float(np.sqrt(sum(np.sum(g**2) for g in eager_grads))), rel=1e-3
+    )
     assert int(optimizer.iterations.numpy()) == 1
     # First momentum step: w <- w - lr * g for every variable (the box head's batch norm of
     # a level without positive anchors has g = 0 and stays put).
     for old, grad, variable in zip(before, eager_grads, variables):
-        np.testing.assert_allclose(variable.numpy(), old - learning_rate * grad, atol=2e-6,
-                                   err_msg=variable.path)
+        np.testing.assert_allclose(
+            variable.numpy(), old - learning_rate * grad, atol=2e-6, err_msg=variable.path
+        )
     assert sum(np.any(g != 0) for g in eager_grads) > 0.8 * len(variables)
     second_loss, _ = step(features, labels)
     assert np.isfinite(float(second_loss)) and float(second_loss) != float(first_loss)
@@ -183,14 +199,16 @@ def test_eval_step_with_nms_compiles_with_xla(tiny_shapes, batches):
     xla_predictions, xla_losses = compiled(features, labels)
     _assert_prediction_shapes(xla_predictions, BATCH, MAX_TOTAL_SIZE)
     predictions, losses = eval_step(features, labels)
-    np.testing.assert_array_equal(xla_predictions["num_detections"],
-                                  predictions["num_detections"])
-    np.testing.assert_allclose(xla_predictions["detection_scores"],
-                               predictions["detection_scores"], atol=1e-5)
-    np.testing.assert_allclose(xla_predictions["detection_boxes"],
-                               predictions["detection_boxes"], atol=1e-3)
-    np.testing.assert_array_equal(xla_predictions["detection_classes"],
-                                  predictions["detection_classes"])
+    np.testing.assert_array_equal(xla_predictions["num_detections"], predictions["num_detections"])
+    np.testing.assert_allclose(
+        xla_predictions["detection_scores"], predictions["detection_scores"], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        xla_predictions["detection_boxes"], predictions["detection_boxes"], atol=1e-3
+    )
+    np.testing.assert_array_equal(
+        xla_predictions["detection_classes"], predictions["detection_classes"]
+    )
     for name in losses:
         assert float(xla_losses[name]) == pytest.approx(float(losses[name]), rel=1e-4)
 

@@ -21,9 +21,10 @@ def tiny_network(dtype=None):
         backbone=resnet.ResNet(10, dtype=dtype),
         fpn=fpn_lib.Fpn(3, 7, fpn_feat_dims=16, dtype=dtype),
         head=retinanet_head.RetinanetHead(
-            3, 7, NUM_CLASSES, ANCHORS, num_convs=1, num_filters=16,
-            dtype=dtype),
-        dtype=dtype)
+            3, 7, NUM_CLASSES, ANCHORS, num_convs=1, num_filters=16, dtype=dtype
+        ),
+        dtype=dtype,
+    )
 
 
 def synthetic_labels(batch, size, seed=0):
@@ -31,42 +32,45 @@ def synthetic_labels(batch, size, seed=0):
     cls_targets, box_targets = {}, {}
     for level in range(3, 8):
         side = -(-size // 2**level)
-        labels = rng.choice([-2, -1, -1, -1, -1, 1, 2],
-                            size=(batch, side, side, ANCHORS))
+        labels = rng.choice([-2, -1, -1, -1, -1, 1, 2], size=(batch, side, side, ANCHORS))
         boxes = rng.normal(scale=0.1, size=(batch, side, side, ANCHORS, 4))
         boxes[labels <= 0] = 0.0
         cls_targets[str(level)] = tf.constant(labels, tf.int32)
         box_targets[str(level)] = tf.constant(
-            boxes.reshape(batch, side, side, ANCHORS * 4), tf.float32)
+            boxes.reshape(batch, side, side, ANCHORS * 4), tf.float32
+        )
     num_positives = tf.constant(
-        [sum(int((cls_targets[k][i] > 0).numpy().sum()) for k in cls_targets)
-         for i in range(batch)], tf.float32)
-    return {'cls_targets': cls_targets, 'box_targets': box_targets,
-            'num_positives': num_positives}
+        [
+            sum(int((cls_targets[k][i] > 0).numpy().sum()) for k in cls_targets)
+            for i in range(batch)
+        ],
+        tf.float32,
+    )
+    return {"cls_targets": cls_targets, "box_targets": box_targets, "num_positives": num_positives}
 
 
 def test_forward_shapes_and_dtype():
     network = tiny_network()
     outputs = network(tf.random.normal([2, 64, 64, 3]), training=False)
-    assert sorted(outputs) == ['box_outputs', 'class_outputs']
+    assert sorted(outputs) == ["box_outputs", "class_outputs"]
     for level in range(3, 8):
         side = -(-64 // 2**level)
-        cls = outputs['class_outputs'][str(level)]
-        box = outputs['box_outputs'][str(level)]
+        cls = outputs["class_outputs"][str(level)]
+        box = outputs["box_outputs"][str(level)]
         assert cls.shape == (2, side, side, ANCHORS * NUM_CLASSES)
         assert box.shape == (2, side, side, ANCHORS * 4)
         assert cls.dtype == tf.float32 and box.dtype == tf.float32
 
 
 def test_mixed_precision_policy_reaches_every_sublayer():
-    network = tiny_network('mixed_bfloat16')
+    network = tiny_network("mixed_bfloat16")
     images = tf.random.normal([2, 64, 64, 3])
     outputs = network(images, training=True)
     features = network.fpn(network.backbone(images), training=False)
     assert all(f.dtype == tf.bfloat16 for f in features.values())
     assert all(v.dtype == tf.float32 for v in network.variables)
-    assert outputs['class_outputs']['3'].dtype == tf.float32
-    assert np.all(np.isfinite(outputs['box_outputs']['3']))
+    assert outputs["class_outputs"]["3"].dtype == tf.float32
+    assert np.all(np.isfinite(outputs["box_outputs"]["3"]))
 
 
 def test_training_step_compiles_with_xla_and_lowers_the_loss():
@@ -76,8 +80,8 @@ def test_training_step_compiles_with_xla_and_lowers_the_loss():
     labels = synthetic_labels(2, 64)
     network(images)  # Build the variables outside the compiled step.
     loss_fn = retinanet_losses.RetinanetLoss(
-        NUM_CLASSES, huber_loss_delta=0.1, box_loss_weight=50.0,
-        normalizer_momentum=0.9)
+        NUM_CLASSES, huber_loss_delta=0.1, box_loss_weight=50.0, normalizer_momentum=0.9
+    )
     optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     optimizer.build(network.trainable_variables)
 
@@ -85,7 +89,7 @@ def test_training_step_compiles_with_xla_and_lowers_the_loss():
     def train_step(images, labels):
         with tf.GradientTape() as tape:
             outputs = network(images, training=True)
-            loss = loss_fn(outputs, labels, training=True)['total_loss']
+            loss = loss_fn(outputs, labels, training=True)["total_loss"]
         grads = tape.gradient(loss, network.trainable_variables)
         optimizer.apply_gradients(zip(grads, network.trainable_variables))
         return loss
@@ -98,18 +102,18 @@ def test_training_step_compiles_with_xla_and_lowers_the_loss():
     # gradient: on the 1x1 P6/P7 maps a per-channel shift passes the next
     # 3x3 conv as a constant, which the head's batch norm then removes.)
     for b, v in zip(before, network.trainable_variables):
-        if 'kernel' in v.path:
+        if "kernel" in v.path:
             assert not np.array_equal(b, v.numpy()), v.path
     assert float(loss_fn.normalizer.moving_normalizer.numpy()) > 1.0
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def full_size_network():
     network = retinanet_network.RetinaNetNetwork(
         backbone=resnet.ResNet(50),
         fpn=fpn_lib.Fpn(3, 7, fpn_feat_dims=256),
-        head=retinanet_head.RetinanetHead(3, 7, num_classes=91,
-                                          anchors_per_location=9))
+        head=retinanet_head.RetinanetHead(3, 7, num_classes=91, anchors_per_location=9),
+    )
     network(tf.zeros([1, 64, 64, 3]))  # Parameters do not depend on size.
     return network
 
@@ -121,14 +125,20 @@ def _count(weights):
 def test_full_size_parameter_count(full_size_network):
     backbone = 25_557_032 - 2_049_000  # torchvision ResNet-50 without fc.
     fpn = (
-        (512 + 1024 + 2048) * 256 + 3 * 256  # 1x1 laterals.
-        + 5 * (9 * 256 * 256 + 256)          # P3-P5 outputs, P6, P7.
-        + 5 * 2 * 256)                       # Batch norm gamma/beta.
+        (512 + 1024 + 2048) * 256
+        + 3 * 256  # 1x1 laterals.
+        + 5 * (9 * 256 * 256 + 256)  # P3-P5 outputs, P6, P7.
+        + 5 * 2 * 256
+    )  # Batch norm gamma/beta.
     hidden = 4 * (9 * 256 * 256 + 256)
-    head = (2 * hidden
-            + 9 * 256 * 9 * 91 + 9 * 91       # Class predictor.
-            + 9 * 256 * 9 * 4 + 9 * 4         # Box predictor.
-            + 2 * 4 * 5 * 2 * 256)            # Per-level batch norms.
+    head = (
+        2 * hidden
+        + 9 * 256 * 9 * 91
+        + 9 * 91  # Class predictor.
+        + 9 * 256 * 9 * 4
+        + 9 * 4  # Box predictor.
+        + 2 * 4 * 5 * 2 * 256
+    )  # Per-level batch norms.
     trainable = _count(full_size_network.trainable_weights)
     assert trainable == backbone + fpn + head
     # TF Model Garden's RetinaNet R50-FPN 640x640 table lists 34.0M params.
@@ -136,8 +146,7 @@ def test_full_size_parameter_count(full_size_network):
 
 
 def test_full_size_flops_at_640(full_size_network):
-    report = flops.forward_flops(
-        lambda x: full_size_network(x, training=False), (1, 640, 640, 3))
+    report = flops.forward_flops(lambda x: full_size_network(x, training=False), (1, 640, 640, 3))
     # TF Model Garden lists 97.0 B (multiply-adds) for R50-FPN at 640x640.
     assert abs(report.gmacs - 97.0) / 97.0 < 0.02
     assert report.profiler_flops is not None
@@ -145,22 +154,22 @@ def test_full_size_flops_at_640(full_size_network):
 
 
 def test_count_macs_on_hand_computed_layers():
-    conv = keras.layers.Conv2D(5, 3, strides=2, padding='same')
-    depthwise = keras.layers.DepthwiseConv2D(3, padding='same')
+    conv = keras.layers.Conv2D(5, 3, strides=2, padding="same")
+    depthwise = keras.layers.DepthwiseConv2D(3, padding="same")
     dense = keras.layers.Dense(7)
 
     def fn(x):
-        y = conv(x)                       # [1, 8, 8, 5]
-        z = depthwise(y)                  # [1, 8, 8, 5]
+        y = conv(x)  # [1, 8, 8, 5]
+        z = depthwise(y)  # [1, 8, 8, 5]
         return dense(tf.reshape(z, [1, -1]))  # [1, 320] x [320, 7]
 
     fn(tf.zeros([1, 16, 16, 4]))
     expected = 8 * 8 * 5 * (3 * 3 * 4) + 8 * 8 * 5 * 9 + 320 * 7
     assert flops.count_macs(fn, (1, 16, 16, 4)) == expected
-    with pytest.raises(ValueError, match='non-static'):
+    with pytest.raises(ValueError, match="non-static"):
         flops.count_macs(fn, (None, 16, 16, 4))
     # A nested tf.function is counted once per call.
     inner = tf.function(conv)
-    assert flops.count_macs(lambda x: inner(inner(x)[..., :4]),
-                            (1, 16, 16, 4)) == (
-                                8 * 8 * 5 * 36 + 4 * 4 * 5 * 36)
+    assert flops.count_macs(lambda x: inner(inner(x)[..., :4]), (1, 16, 16, 4)) == (
+        8 * 8 * 5 * 36 + 4 * 4 * 5 * 36
+    )

@@ -10,165 +10,175 @@ from detection.ops import boxes as box_ops
 
 
 def _random_boxes(rng, shape, size=64.0):
-  corners = rng.uniform(0, size, size=shape + (2, 2))
-  lo = corners.min(axis=-2)
-  hi = corners.max(axis=-2)
-  return np.concatenate([lo, hi], axis=-1).astype(np.float32)
+    corners = rng.uniform(0, size, size=shape + (2, 2))
+    lo = corners.min(axis=-2)
+    hi = corners.max(axis=-2)
+    return np.concatenate([lo, hi], axis=-1).astype(np.float32)
 
 
 def _np_iou_pair(a, b):
-  """IoU of two boxes by the textbook definition (float64)."""
-  ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-  iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-  inter = ih * iw
-  area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
-  area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
-  union = area_a + area_b - inter
-  return inter / union if inter > 0 else 0.0
+    """IoU of two boxes by the textbook definition (float64)."""
+    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ih * iw
+    area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
+    area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
+    union = area_a + area_b - inter
+    return inter / union if inter > 0 else 0.0
 
 
 def test_box_iou_matches_brute_force_batched_with_padding():
-  rng = np.random.default_rng(0)
-  boxes1 = _random_boxes(rng, (2, 7))
-  boxes2 = _random_boxes(rng, (2, 5))
-  boxes1[0, 3] = -1.0  # padding row
-  boxes2[1, 2] = -1.0
-  boxes2[1, 4] = boxes1[1, 0]  # identical box, IoU 1
-  boxes1[1, 5] = [10, 10, 10, 20]  # zero height
-  want = np.array([[[_np_iou_pair(a, b) for b in boxes2[i]] for a in boxes1[i]]
-                   for i in range(2)])
-  got = box_ops.box_iou(boxes1, boxes2).numpy()
-  assert got.shape == (2, 7, 5)
-  np.testing.assert_allclose(got, want, atol=1e-6)
-  assert got[0, 3].max() == 0.0 and got[1, :, 2].max() == 0.0
-  assert got[1, 5].max() == 0.0
-  assert got[1, 0, 4] == pytest.approx(1.0)
-  jit = tf.function(box_ops.box_iou, jit_compile=True)(boxes1, boxes2).numpy()
-  np.testing.assert_allclose(jit, want, atol=1e-6)
+    rng = np.random.default_rng(0)
+    boxes1 = _random_boxes(rng, (2, 7))
+    boxes2 = _random_boxes(rng, (2, 5))
+    boxes1[0, 3] = -1.0  # padding row
+    boxes2[1, 2] = -1.0
+    boxes2[1, 4] = boxes1[1, 0]  # identical box, IoU 1
+    boxes1[1, 5] = [10, 10, 10, 20]  # zero height
+    want = np.array(
+        [[[_np_iou_pair(a, b) for b in boxes2[i]] for a in boxes1[i]] for i in range(2)]
+    )
+    got = box_ops.box_iou(boxes1, boxes2).numpy()
+    assert got.shape == (2, 7, 5)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert got[0, 3].max() == 0.0 and got[1, :, 2].max() == 0.0
+    assert got[1, 5].max() == 0.0
+    assert got[1, 0, 4] == pytest.approx(1.0)
+    jit = tf.function(box_ops.box_iou, jit_compile=True)(boxes1, boxes2).numpy()
+    np.testing.assert_allclose(jit, want, atol=1e-6)
 
 
 def test_box_iou_broadcasts_leading_dims():
-  rng = np.random.default_rng(1)
-  boxes1 = _random_boxes(rng, (3,))
-  boxes2 = _random_boxes(rng, (2, 6))
-  got = box_ops.box_iou(boxes1[np.newaxis], boxes2)
-  assert got.shape == (2, 3, 6)
-  for b in range(2):
-    np.testing.assert_allclose(
-        got[b], box_ops.box_iou(boxes1, boxes2[b]), atol=0)
+    rng = np.random.default_rng(1)
+    boxes1 = _random_boxes(rng, (3,))
+    boxes2 = _random_boxes(rng, (2, 6))
+    got = box_ops.box_iou(boxes1[np.newaxis], boxes2)
+    assert got.shape == (2, 3, 6)
+    for b in range(2):
+        np.testing.assert_allclose(got[b], box_ops.box_iou(boxes1, boxes2[b]), atol=0)
 
 
 def _np_encode(boxes, anchors, weights):
-  boxes = boxes.astype(np.float64)
-  anchors = anchors.astype(np.float64)
-  h, w = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
-  ha, wa = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
-  yc, xc = boxes[..., 0] + h / 2, boxes[..., 1] + w / 2
-  yac, xac = anchors[..., 0] + ha / 2, anchors[..., 1] + wa / 2
-  out = np.stack([(yc - yac) / ha, (xc - xac) / wa, np.log(h / ha),
-                  np.log(w / wa)], axis=-1)
-  return out * np.asarray(weights)
+    boxes = boxes.astype(np.float64)
+    anchors = anchors.astype(np.float64)
+    h, w = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    ha, wa = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
+    yc, xc = boxes[..., 0] + h / 2, boxes[..., 1] + w / 2
+    yac, xac = anchors[..., 0] + ha / 2, anchors[..., 1] + wa / 2
+    out = np.stack([(yc - yac) / ha, (xc - xac) / wa, np.log(h / ha), np.log(w / wa)], axis=-1)
+    return out * np.asarray(weights)
 
 
 def _np_decode(deltas, anchors, weights):
-  deltas = deltas.astype(np.float64) / np.asarray(weights)
-  anchors = anchors.astype(np.float64)
-  ha, wa = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
-  yac, xac = anchors[..., 0] + ha / 2, anchors[..., 1] + wa / 2
-  yc = deltas[..., 0] * ha + yac
-  xc = deltas[..., 1] * wa + xac
-  h = np.exp(np.minimum(deltas[..., 2], math.log(1000 / 16))) * ha
-  w = np.exp(np.minimum(deltas[..., 3], math.log(1000 / 16))) * wa
-  return np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1)
+    deltas = deltas.astype(np.float64) / np.asarray(weights)
+    anchors = anchors.astype(np.float64)
+    ha, wa = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
+    yac, xac = anchors[..., 0] + ha / 2, anchors[..., 1] + wa / 2
+    yc = deltas[..., 0] * ha + yac
+    xc = deltas[..., 1] * wa + xac
+    h = np.exp(np.minimum(deltas[..., 2], math.log(1000 / 16))) * ha
+    w = np.exp(np.minimum(deltas[..., 3], math.log(1000 / 16))) * wa
+    return np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1)
 
 
-@pytest.mark.parametrize('weights', [None, (10.0, 10.0, 5.0, 5.0)])
+@pytest.mark.parametrize("weights", [None, (10.0, 10.0, 5.0, 5.0)])
 def test_encode_decode_match_numpy_and_round_trip(weights):
-  rng = np.random.default_rng(2)
-  boxes = _random_boxes(rng, (2, 50)) + np.float32([0, 0, 1, 1])
-  anchors = _random_boxes(rng, (2, 50)) + np.float32([0, 0, 1, 1])
-  np_weights = (1, 1, 1, 1) if weights is None else weights
-  encoded = box_ops.encode_boxes(boxes, anchors, weights)
-  np.testing.assert_allclose(encoded, _np_encode(boxes, anchors, np_weights),
-                             rtol=1e-4, atol=1e-4)
-  decoded = box_ops.decode_boxes(encoded, anchors, weights)
-  np.testing.assert_allclose(decoded, boxes, atol=2e-3)
+    rng = np.random.default_rng(2)
+    boxes = _random_boxes(rng, (2, 50)) + np.float32([0, 0, 1, 1])
+    anchors = _random_boxes(rng, (2, 50)) + np.float32([0, 0, 1, 1])
+    np_weights = (1, 1, 1, 1) if weights is None else weights
+    encoded = box_ops.encode_boxes(boxes, anchors, weights)
+    np.testing.assert_allclose(
+        encoded, _np_encode(boxes, anchors, np_weights), rtol=1e-4, atol=1e-4
+    )
+    decoded = box_ops.decode_boxes(encoded, anchors, weights)
+    np.testing.assert_allclose(decoded, boxes, atol=2e-3)
 
-  deltas = rng.normal(size=(2, 50, 4)).astype(np.float32)
-  want = _np_decode(deltas, anchors, np_weights)
-  np.testing.assert_allclose(box_ops.decode_boxes(deltas, anchors, weights),
-                             want, rtol=1e-4, atol=1e-3)
-  np.testing.assert_allclose(
-      box_ops.encode_boxes(box_ops.decode_boxes(deltas, anchors, weights),
-                           anchors, weights), deltas, rtol=1e-3, atol=1e-3)
+    deltas = rng.normal(size=(2, 50, 4)).astype(np.float32)
+    want = _np_decode(deltas, anchors, np_weights)
+    np.testing.assert_allclose(
+        box_ops.decode_boxes(deltas, anchors, weights), want, rtol=1e-4, atol=1e-3
+    )
+    np.testing.assert_allclose(
+        box_ops.encode_boxes(box_ops.decode_boxes(deltas, anchors, weights), anchors, weights),
+        deltas,
+        rtol=1e-3,
+        atol=1e-3,
+    )
 
-  @tf.function(jit_compile=True)
-  def coder(b, a, d):
-    return (box_ops.encode_boxes(b, a, weights),
-            box_ops.decode_boxes(d, a, weights))
+    @tf.function(jit_compile=True)
+    def coder(b, a, d):
+        return (box_ops.encode_boxes(b, a, weights), box_ops.decode_boxes(d, a, weights))
 
-  jit_encoded, jit_decoded = coder(boxes, anchors, deltas)
-  np.testing.assert_allclose(jit_encoded, encoded, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(jit_decoded, want, rtol=1e-4, atol=1e-3)
+    jit_encoded, jit_decoded = coder(boxes, anchors, deltas)
+    np.testing.assert_allclose(jit_encoded, encoded, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jit_decoded, want, rtol=1e-4, atol=1e-3)
 
 
 def test_encode_identity_is_zero_and_broadcasts_anchors():
-  anchors = np.float32([[0, 0, 8, 16], [4, 4, 36, 20]])
-  encoded = box_ops.encode_boxes(anchors[np.newaxis], anchors)
-  np.testing.assert_array_equal(encoded, np.zeros((1, 2, 4)))
+    anchors = np.float32([[0, 0, 8, 16], [4, 4, 36, 20]])
+    encoded = box_ops.encode_boxes(anchors[np.newaxis], anchors)
+    np.testing.assert_array_equal(encoded, np.zeros((1, 2, 4)))
 
 
 def test_decode_clips_log_scale():
-  anchors = np.float32([[10, 10, 20, 30]])
-  deltas = np.float32([[0, 0, 100.0, 100.0]])
-  decoded = box_ops.decode_boxes(deltas, anchors).numpy()[0]
-  assert decoded[2] - decoded[0] == pytest.approx(10 * 1000 / 16, rel=1e-5)
-  assert decoded[3] - decoded[1] == pytest.approx(20 * 1000 / 16, rel=1e-5)
-  assert np.all(np.isfinite(decoded))
+    anchors = np.float32([[10, 10, 20, 30]])
+    deltas = np.float32([[0, 0, 100.0, 100.0]])
+    decoded = box_ops.decode_boxes(deltas, anchors).numpy()[0]
+    assert decoded[2] - decoded[0] == pytest.approx(10 * 1000 / 16, rel=1e-5)
+    assert decoded[3] - decoded[1] == pytest.approx(20 * 1000 / 16, rel=1e-5)
+    assert np.all(np.isfinite(decoded))
 
 
 def test_clip_boxes_per_image_and_tuple():
-  rng = np.random.default_rng(3)
-  boxes = _random_boxes(rng, (2, 10), size=100.0) - 20.0
-  image_shape = np.float32([[50, 60], [70, 40]])
-  got = box_ops.clip_boxes(boxes, image_shape[:, np.newaxis, :]).numpy()
-  for b, (h, w) in enumerate(image_shape):
-    want = np.clip(boxes[b], 0, [h, w, h, w])
-    np.testing.assert_array_equal(got[b], want)
-  np.testing.assert_array_equal(
-      box_ops.clip_boxes(boxes, (50, 60)), np.clip(boxes, 0, [50, 60, 50, 60]))
-  jit = tf.function(box_ops.clip_boxes, jit_compile=True)(
-      boxes, image_shape[:, np.newaxis, :])
-  np.testing.assert_array_equal(jit, got)
+    rng = np.random.default_rng(3)
+    boxes = _random_boxes(rng, (2, 10), size=100.0) - 20.0
+    image_shape = np.float32([[50, 60], [70, 40]])
+    got = box_ops.clip_boxes(boxes, image_shape[:, np.newaxis, :]).numpy()
+    for b, (h, w) in enumerate(image_shape):
+        want = np.clip(boxes[b], 0, [h, w, h, w])
+        np.testing.assert_array_equal(got[b], want)
+    np.testing.assert_array_equal(
+        box_ops.clip_boxes(boxes, (50, 60)), np.clip(boxes, 0, [50, 60, 50, 60])
+    )
+    jit = tf.function(box_ops.clip_boxes, jit_compile=True)(boxes, image_shape[:, np.newaxis, :])
+    np.testing.assert_array_equal(jit, got)
 
 
 def test_normalize_denormalize():
-  boxes = np.float32([[[10, 20, 30, 40]], [[5, 5, 10, 20]]])
-  image_shape = np.float32([[100, 200], [10, 20]])[:, np.newaxis, :]
-  normalized = box_ops.normalize_boxes(boxes, image_shape).numpy()
-  np.testing.assert_allclose(normalized, [[[0.1, 0.1, 0.3, 0.2]],
-                                          [[0.5, 0.25, 1.0, 1.0]]], rtol=1e-6)
-  np.testing.assert_allclose(
-      box_ops.denormalize_boxes(normalized, image_shape), boxes, rtol=1e-6)
-  np.testing.assert_allclose(box_ops.normalize_boxes(boxes, [100, 200])[0],
-                             [[0.1, 0.1, 0.3, 0.2]], rtol=1e-6)
+    boxes = np.float32([[[10, 20, 30, 40]], [[5, 5, 10, 20]]])
+    image_shape = np.float32([[100, 200], [10, 20]])[:, np.newaxis, :]
+    normalized = box_ops.normalize_boxes(boxes, image_shape).numpy()
+    np.testing.assert_allclose(
+        normalized, [[[0.1, 0.1, 0.3, 0.2]], [[0.5, 0.25, 1.0, 1.0]]], rtol=1e-6
+    )
+    np.testing.assert_allclose(box_ops.denormalize_boxes(normalized, image_shape), boxes, rtol=1e-6)
+    np.testing.assert_allclose(
+        box_ops.normalize_boxes(boxes, [100, 200])[0], [[0.1, 0.1, 0.3, 0.2]], rtol=1e-6
+    )
 
 
 def test_areas_and_format_conversions():
-  boxes = np.float32([[10, 20, 30, 60], [5, 5, 4, 9], [-1, -1, -1, -1]])
-  np.testing.assert_array_equal(box_ops.box_areas(boxes), [800, 0, 0])
-  xywh = box_ops.yxyx_to_xywh(boxes[:1])
-  assert isinstance(xywh, np.ndarray)
-  np.testing.assert_array_equal(xywh, [[20, 10, 40, 20]])
-  np.testing.assert_array_equal(box_ops.xywh_to_yxyx(xywh), boxes[:1])
-  np.testing.assert_array_equal(
-      box_ops.yxyx_to_xywh(tf.constant(boxes[:1])), [[20, 10, 40, 20]])
+    boxes = np.float32([[10, 20, 30, 60], [5, 5, 4, 9], [-1, -1, -1, -1]])
+    np.testing.assert_array_equal(box_ops.box_areas(boxes), [800, 0, 0])
+    xywh = box_ops.yxyx_to_xywh(boxes[:1])
+    assert isinstance(xywh, np.ndarray)
+    np.testing.assert_array_equal(xywh, [[20, 10, 40, 20]])
+    np.testing.assert_array_equal(box_ops.xywh_to_yxyx(xywh), boxes[:1])
+    np.testing.assert_array_equal(box_ops.yxyx_to_xywh(tf.constant(boxes[:1])), [[20, 10, 40, 20]])
 
 
-@pytest.mark.parametrize('fn', [
-    lambda b: box_ops.box_iou(b, b), lambda b: box_ops.box_areas(b),
-    lambda b: box_ops.encode_boxes(b, b), lambda b: box_ops.decode_boxes(b, b),
-    lambda b: box_ops.clip_boxes(b, (4, 4)), box_ops.yxyx_to_xywh])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda b: box_ops.box_iou(b, b),
+        lambda b: box_ops.box_areas(b),
+        lambda b: box_ops.encode_boxes(b, b),
+        lambda b: box_ops.decode_boxes(b, b),
+        lambda b: box_ops.clip_boxes(b, (4, 4)),
+        box_ops.yxyx_to_xywh,
+    ],
+)
 def test_last_dimension_must_be_4(fn):
-  with pytest.raises(ValueError, match='last dimension 4'):
-    fn(np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match="last dimension 4"):
+        fn(np.zeros((3, 5), np.float32))

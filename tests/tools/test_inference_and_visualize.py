@@ -39,6 +39,7 @@ TINY_CONFIG = {
 
 # ---------------------------------------------------------------- visualize
 
+
 def _gray(height=64, width=64):
     return np.full((height, width, 3), GRAY, np.uint8)
 
@@ -52,19 +53,26 @@ def test_draw_detections_changes_only_box_edges_and_label():
     original = image.copy()
     ymin, xmin, ymax, xmax = 20, 10, 50, 40
     boxes = np.array([[ymin, xmin, ymax, xmax], [52, 50, 62, 62]], np.float32)
-    drawn = visualize.draw_detections(image, boxes, np.array([1, 2]), np.array([0.9, 0.1]),
-                                      {1: "circle"}, min_score=0.3, line_width=2)
+    drawn = visualize.draw_detections(
+        image,
+        boxes,
+        np.array([1, 2]),
+        np.array([0.9, 0.1]),
+        {1: "circle"},
+        min_score=0.3,
+        line_width=2,
+    )
     np.testing.assert_array_equal(image, original)  # The input is not drawn on.
     assert drawn.shape == image.shape and drawn.dtype == np.uint8
     changed = _changed(original, drawn)
     # The outline: every pixel of the four edges.
-    assert changed[ymin, xmin:xmax + 1].all() and changed[ymax, xmin:xmax + 1].all()
-    assert changed[ymin:ymax + 1, xmin].all() and changed[ymin:ymax + 1, xmax].all()
+    assert changed[ymin, xmin : xmax + 1].all() and changed[ymax, xmin : xmax + 1].all()
+    assert changed[ymin : ymax + 1, xmin].all() and changed[ymin : ymax + 1, xmax].all()
     # Inside, beyond the 2-pixel line: untouched.
-    assert not changed[ymin + 3:ymax - 2, xmin + 3:xmax - 2].any()
+    assert not changed[ymin + 3 : ymax - 2, xmin + 3 : xmax - 2].any()
     # Outside the box: only the label, a strip just above the box starting at its left edge.
     outside = changed.copy()
-    outside[ymin:ymax + 1, xmin:xmax + 1] = False
+    outside[ymin : ymax + 1, xmin : xmax + 1] = False
     rows, cols = np.nonzero(outside)
     assert rows.size > 20, "the label is drawn"
     assert rows.min() >= ymin - 16 and rows.max() <= ymin
@@ -76,7 +84,7 @@ def test_draw_detections_changes_only_box_edges_and_label():
     numbered = visualize.draw_detections(image, boxes[:1], [1], [0.9], None, min_score=0.3)
     label_rows = slice(ymin - 16, ymin)
     assert not np.array_equal(numbered[label_rows], drawn[label_rows])
-    np.testing.assert_array_equal(numbered[ymin + 1:], drawn[ymin + 1:])
+    np.testing.assert_array_equal(numbered[ymin + 1 :], drawn[ymin + 1 :])
 
 
 def test_label_goes_inside_a_box_at_the_top_edge():
@@ -91,8 +99,11 @@ def test_label_goes_inside_a_box_at_the_top_edge():
 
 
 def test_image_grid_places_images_on_background():
-    images = [np.full((10, 20, 3), 1, np.uint8), np.full((15, 5, 3), 2, np.uint8),
-              np.full((8, 8, 3), 3, np.uint8)]
+    images = [
+        np.full((10, 20, 3), 1, np.uint8),
+        np.full((15, 5, 3), 2, np.uint8),
+        np.full((8, 8, 3), 3, np.uint8),
+    ]
     grid = visualize.image_grid(images, columns=2, pad=4)
     # Cells are 15 x 20 (the largest), 2 columns x 2 rows, 4-pixel padding around each.
     assert grid.shape == (4 + 2 * (15 + 4), 4 + 2 * (20 + 4), 3)
@@ -107,14 +118,21 @@ def test_image_grid_places_images_on_background():
 
 def test_load_category_names_json_and_csv(tiny_shapes, tmp_path):
     assert visualize.load_category_names(tiny_shapes["val_annotations"]) == {
-        1: "circle", 2: "square", 3: "triangle"}
+        1: "circle",
+        2: "square",
+        3: "triangle",
+    }
     path = tmp_path / "labels.csv"
     path.write_text("id,name\n1, circle\n\n2,square \n17,traffic light\n")
     assert visualize.load_category_names(str(path)) == {
-        1: "circle", 2: "square", 17: "traffic light"}
+        1: "circle",
+        2: "square",
+        17: "traffic light",
+    }
 
 
 # ---------------------------------------------------------------- inference
+
 
 @pytest.fixture(scope="module")
 def trained(tiny_shapes, tmp_path_factory):
@@ -125,10 +143,19 @@ def trained(tiny_shapes, tmp_path_factory):
     override = json.dumps({"train": {"train_file_pattern": tiny_shapes["train_file_pattern"]}})
     params = loader.load_params(None, [str(config_file)], override)
     model_dir = str(root / "run")
-    runner.run("train", model_fn=model_factory.model_fn_from_params(params), params=params,
-               model_dir=model_dir, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
-    return {"config_file": str(config_file), "override": override, "params": params,
-            "model_dir": model_dir}
+    runner.run(
+        "train",
+        model_fn=model_factory.model_fn_from_params(params),
+        params=params,
+        model_dir=model_dir,
+        strategy=tf.distribute.OneDeviceStrategy("/cpu:0"),
+    )
+    return {
+        "config_file": str(config_file),
+        "override": override,
+        "params": params,
+        "model_dir": model_dir,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +173,9 @@ def test_detector_maps_boxes_back_to_original_pixels(tiny_shapes, trained, detec
     # A non-square 96 x 48 image: scale 2/3 to 64 x 32, padded on the right to 64 x 64.
     image = np.asarray(Image.fromarray(_val_image(tiny_shapes)).resize((48, 96)))
     images, image_info = detector.preprocess(image)
-    np.testing.assert_allclose(image_info[0], [[96, 48], [64, 32], [2 / 3, 2 / 3], [0, 0]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        image_info[0], [[96, 48], [64, 32], [2 / 3, 2 / 3], [0, 0]], rtol=1e-6
+    )
     normalized = (image.astype(np.float32) - preprocess_ops.MEAN_RGB) / preprocess_ops.STDDEV_RGB
     expected = np.zeros([64, 64, 3], np.float32)
     expected[:, :32] = tf.image.resize(normalized, [64, 32]).numpy()
@@ -166,8 +194,9 @@ def test_detector_maps_boxes_back_to_original_pixels(tiny_shapes, trained, detec
     result = detector(image)
     assert result["boxes"].shape == (count, 4)
     np.testing.assert_allclose(result["boxes"], by_hand, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(result["scores"],
-                               predictions["detection_scores"][0, :count], atol=1e-5)
+    np.testing.assert_allclose(
+        result["scores"], predictions["detection_scores"][0, :count], atol=1e-5
+    )
     np.testing.assert_array_equal(result["classes"], predictions["detection_classes"][0, :count])
     # Within the original image, which is taller than the network input.
     assert np.all(result["boxes"] >= 0)
@@ -187,8 +216,7 @@ def test_detector_on_a_2x_upscaled_image_returns_2x_boxes(tiny_shapes, detector)
     assert len(small["boxes"]) == 10
 
 
-def test_inference_main_writes_one_png_per_image(tiny_shapes, trained, detector, tmp_path,
-                                                 capsys):
+def test_inference_main_writes_one_png_per_image(tiny_shapes, trained, detector, tmp_path, capsys):
     pattern = os.path.join(tiny_shapes["val_image_dir"], "*.jpg")
     files = sorted(glob.glob(pattern))[:4]
     image_dir = tmp_path / "images"
@@ -199,13 +227,19 @@ def test_inference_main_writes_one_png_per_image(tiny_shapes, trained, detector,
     # A threshold inside the score range, so the printed counts are not all 0 or all 10.
     min_score = float(np.median(np.concatenate([r["scores"] for r in results])))
     out_dir = tmp_path / "out"
-    code = inference.main([
-        f"--config_file={trained['config_file']}", f"--params_override={trained['override']}",
-        f"--model_dir={trained['model_dir']}", f"--image_file_pattern={image_dir}/*.jpg",
-        f"--label_map_file={tiny_shapes['val_annotations']}", f"--output_dir={out_dir}",
-        f"--min_score={min_score}"])
+    code = inference.main(
+        [
+            f"--config_file={trained['config_file']}",
+            f"--params_override={trained['override']}",
+            f"--model_dir={trained['model_dir']}",
+            f"--image_file_pattern={image_dir}/*.jpg",
+            f"--label_map_file={tiny_shapes['val_annotations']}",
+            f"--output_dir={out_dir}",
+            f"--min_score={min_score}",
+        ]
+    )
     assert code == 0
-    lines = capsys.readouterr().out.strip().splitlines()[-len(files):]
+    lines = capsys.readouterr().out.strip().splitlines()[-len(files) :]
     names = visualize.load_category_names(tiny_shapes["val_annotations"])
     counts = []
     for path, result, line in zip(files, results, lines):
@@ -216,12 +250,14 @@ def test_inference_main_writes_one_png_per_image(tiny_shapes, trained, detector,
         assert line == f"{image_dir}/{os.path.basename(path)}: {count} detections -> {out}"
         image = inference.read_image(path)
         written = np.asarray(Image.open(out))
-        expected = visualize.draw_detections(image, result["boxes"], result["classes"],
-                                             result["scores"], names, min_score)
+        expected = visualize.draw_detections(
+            image, result["boxes"], result["classes"], result["scores"], names, min_score
+        )
         np.testing.assert_array_equal(written, expected)
         assert (count == 0) == np.array_equal(written, image)
     assert sorted(os.listdir(out_dir)) == sorted(
-        os.path.splitext(os.path.basename(p))[0] + ".png" for p in files)
+        os.path.splitext(os.path.basename(p))[0] + ".png" for p in files
+    )
     assert 0 < sum(counts) < 10 * len(files)
 
 
@@ -234,13 +270,22 @@ def test_inference_main_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsy
     cases = [
         (trained["model_dir"], tmp_path / "*.png", f"no file matches {tmp_path}/*.png"),
         (empty_dir, image, f"no checkpoint found in {empty_dir}"),
-        (missing_checkpoint, image, f"{missing_checkpoint} is neither a directory nor a "
-                                    f"checkpoint ({missing_checkpoint}.index does not exist)"),
+        (
+            missing_checkpoint,
+            image,
+            f"{missing_checkpoint} is neither a directory nor a "
+            f"checkpoint ({missing_checkpoint}.index does not exist)",
+        ),
     ]
     for model_dir, pattern, message in cases:
-        code = inference.main([
-            f"--config_file={trained['config_file']}", f"--model_dir={model_dir}",
-            f"--image_file_pattern={pattern}", f"--output_dir={tmp_path / 'out'}"])
+        code = inference.main(
+            [
+                f"--config_file={trained['config_file']}",
+                f"--model_dir={model_dir}",
+                f"--image_file_pattern={pattern}",
+                f"--output_dir={tmp_path / 'out'}",
+            ]
+        )
         assert code == 2
         assert capsys.readouterr().err.strip() == f"inference: error: {message}"
     assert not (tmp_path / "out").exists()

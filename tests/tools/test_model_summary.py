@@ -8,9 +8,11 @@ from detection.modeling import architecture_factory
 from detection.tools import model_summary
 
 # ResNet-10, 16-channel FPN on P3-P7, one 16-filter conv per subnet, 3 classes, 64x64 input.
-TINY = ("{resnet: {resnet_depth: 10}, fpn: {fpn_feat_dims: 16}, "
-        "retinanet_head: {num_convs: 1, num_filters: 16}, "
-        "retinanet_parser: {output_size: [64, 64]}, architecture: {num_classes: 3}}")
+TINY = (
+    "{resnet: {resnet_depth: 10}, fpn: {fpn_feat_dims: 16}, "
+    "retinanet_head: {num_convs: 1, num_filters: 16}, "
+    "retinanet_parser: {output_size: [64, 64]}, architecture: {num_classes: 3}}"
+)
 A = 9  # 3 scales x 3 aspect ratios
 K = 3  # classes, background included
 F = 16  # FPN channels = head filters
@@ -33,8 +35,7 @@ def _rows(summary):
     return {row.name: row for row in summary.components}
 
 
-def test_total_params_equal_keras_count_of_independently_built_network(tiny_params,
-                                                                       tiny_summary):
+def test_total_params_equal_keras_count_of_independently_built_network(tiny_params, tiny_summary):
     network = architecture_factory.retinanet_network_from_params(tiny_params)
     network(tf.zeros([1, 64, 64, 3]), training=False)
     rows = _rows(tiny_summary)
@@ -81,7 +82,7 @@ def test_units_and_table(tiny_summary):
     assert total.gflops == 2 * total.macs / 1e9
     text = model_summary.format_summary(tiny_summary)
     assert f"| total | {total.params:,} " in text
-    assert "GFLOPs (2 x MACs)" in text and "\"FLOPs\"" in text
+    assert "GFLOPs (2 x MACs)" in text and '"FLOPs"' in text
 
 
 def test_main_prints_table(capsys):
@@ -91,15 +92,18 @@ def test_main_prints_table(capsys):
     assert "input 1x64x64x3" in out
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--model=mask_rcnn"], "not implemented yet"),
-    (["--model=classification"], "not implemented yet"),
-    (["--modle=retinanet"], "did you mean --model"),
-    (["--model=retinanet", "--params_override=fpn.fpn_feat_dim=16"], "fpn_feat_dim"),
-    (["--model=retinanet", "--params_override=fpn.fpn_feat_dims=0"], "fpn_feat_dims"),
-    (["--model=retinanet", "--config_file=/nonexistent/x.yaml"], "/nonexistent/x.yaml"),
-    (["--model=nonesuch"], "nonesuch"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--model=mask_rcnn"], "not implemented yet"),
+        (["--model=classification"], "not implemented yet"),
+        (["--modle=retinanet"], "did you mean --model"),
+        (["--model=retinanet", "--params_override=fpn.fpn_feat_dim=16"], "fpn_feat_dim"),
+        (["--model=retinanet", "--params_override=fpn.fpn_feat_dims=0"], "fpn_feat_dims"),
+        (["--model=retinanet", "--config_file=/nonexistent/x.yaml"], "/nonexistent/x.yaml"),
+        (["--model=nonesuch"], "nonesuch"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(capsys, argv, expected):
     assert model_summary.main(argv) == 2
     captured = capsys.readouterr()

@@ -16,15 +16,15 @@ from detection.modeling.layers import stochastic_depth
 
 # depth -> (block type, number of blocks in each of the 4 groups).
 RESNET_SPECS = {
-    10: ('residual', (1, 1, 1, 1)),
-    14: ('bottleneck', (1, 1, 1, 1)),
-    18: ('residual', (2, 2, 2, 2)),
-    26: ('bottleneck', (2, 2, 2, 2)),
-    34: ('residual', (3, 4, 6, 3)),
-    50: ('bottleneck', (3, 4, 6, 3)),
-    101: ('bottleneck', (3, 4, 23, 3)),
-    152: ('bottleneck', (3, 8, 36, 3)),
-    200: ('bottleneck', (3, 24, 36, 3)),
+    10: ("residual", (1, 1, 1, 1)),
+    14: ("bottleneck", (1, 1, 1, 1)),
+    18: ("residual", (2, 2, 2, 2)),
+    26: ("bottleneck", (2, 2, 2, 2)),
+    34: ("residual", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
 }
 
 _GROUP_FILTERS = (64, 128, 256, 512)
@@ -48,18 +48,20 @@ class Conv2DFixedPadding(keras.layers.Layer):
         if strides > 1:
             total = kernel_size - 1
             self._pad = keras.layers.ZeroPadding2D(
-                ((total // 2, total - total // 2),
-                 (total // 2, total - total // 2)),
-                dtype=self.dtype_policy, name='pad')
+                ((total // 2, total - total // 2), (total // 2, total - total // 2)),
+                dtype=self.dtype_policy,
+                name="pad",
+            )
         self._conv = keras.layers.Conv2D(
             filters,
             kernel_size,
             strides=strides,
-            padding='same' if strides == 1 else 'valid',
+            padding="same" if strides == 1 else "valid",
             use_bias=False,
             kernel_initializer=keras.initializers.VarianceScaling(),
             dtype=self.dtype_policy,
-            name='conv')
+            name="conv",
+        )
 
     def call(self, inputs):
         if self._pad is not None:
@@ -72,43 +74,54 @@ class _Block(keras.layers.Layer):
 
     expansion = 1
 
-    def __init__(self, filters, strides, use_projection, norm_activation,
-                 dropblock_keep_prob, dropblock_size, drop_connect_rate,
-                 **kwargs):
+    def __init__(
+        self,
+        filters,
+        strides,
+        use_projection,
+        norm_activation,
+        dropblock_keep_prob,
+        dropblock_size,
+        drop_connect_rate,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self._activation_fn = norm_activation.activation_fn
         self._projection = None
         if use_projection:
             self._projection = Conv2DFixedPadding(
-                filters * self.expansion, 1, strides,
-                dtype=self.dtype_policy, name='projection')
+                filters * self.expansion, 1, strides, dtype=self.dtype_policy, name="projection"
+            )
             self._projection_norm = norm_activation.build(
-                apply_activation=False, name='projection_bn',
-                dtype=self.dtype_policy)
+                apply_activation=False, name="projection_bn", dtype=self.dtype_policy
+            )
         # DropBlock holds no weights, so one instance serves every site.
         self._dropblock = dropblock_lib.DropBlock(
-            dropblock_keep_prob, dropblock_size, dtype=self.dtype_policy,
-            name='dropblock')
+            dropblock_keep_prob, dropblock_size, dtype=self.dtype_policy, name="dropblock"
+        )
         self._drop_connect = stochastic_depth.StochasticDepth(
-            drop_connect_rate, dtype=self.dtype_policy, name='drop_connect')
+            drop_connect_rate, dtype=self.dtype_policy, name="drop_connect"
+        )
         self._convs = []
         self._norms = []
 
-    def _add_conv(self, filters, kernel_size, strides, norm_activation,
-                  last):
+    def _add_conv(self, filters, kernel_size, strides, norm_activation, last):
         index = len(self._convs)
-        self._convs.append(Conv2DFixedPadding(
-            filters, kernel_size, strides, dtype=self.dtype_policy,
-            name=f'conv{index}'))
-        self._norms.append(norm_activation.build(
-            apply_activation=not last, name=f'conv{index}_bn',
-            dtype=self.dtype_policy))
+        self._convs.append(
+            Conv2DFixedPadding(
+                filters, kernel_size, strides, dtype=self.dtype_policy, name=f"conv{index}"
+            )
+        )
+        self._norms.append(
+            norm_activation.build(
+                apply_activation=not last, name=f"conv{index}_bn", dtype=self.dtype_policy
+            )
+        )
 
     def call(self, inputs, training=None):
         shortcut = inputs
         if self._projection is not None:
-            shortcut = self._projection_norm(
-                self._projection(inputs), training=training)
+            shortcut = self._projection_norm(self._projection(inputs), training=training)
         shortcut = self._dropblock(shortcut, training=training)
 
         x = inputs
@@ -128,12 +141,27 @@ class ResidualBlock(_Block):
 
     expansion = 1
 
-    def __init__(self, filters, strides, use_projection, norm_activation,
-                 dropblock_keep_prob=None, dropblock_size=None,
-                 drop_connect_rate=None, **kwargs):
-        super().__init__(filters, strides, use_projection, norm_activation,
-                         dropblock_keep_prob, dropblock_size,
-                         drop_connect_rate, **kwargs)
+    def __init__(
+        self,
+        filters,
+        strides,
+        use_projection,
+        norm_activation,
+        dropblock_keep_prob=None,
+        dropblock_size=None,
+        drop_connect_rate=None,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            strides,
+            use_projection,
+            norm_activation,
+            dropblock_keep_prob,
+            dropblock_size,
+            drop_connect_rate,
+            **kwargs,
+        )
         self._add_conv(filters, 3, strides, norm_activation, last=False)
         self._add_conv(filters, 3, 1, norm_activation, last=True)
 
@@ -147,12 +175,27 @@ class BottleneckBlock(_Block):
 
     expansion = 4
 
-    def __init__(self, filters, strides, use_projection, norm_activation,
-                 dropblock_keep_prob=None, dropblock_size=None,
-                 drop_connect_rate=None, **kwargs):
-        super().__init__(filters, strides, use_projection, norm_activation,
-                         dropblock_keep_prob, dropblock_size,
-                         drop_connect_rate, **kwargs)
+    def __init__(
+        self,
+        filters,
+        strides,
+        use_projection,
+        norm_activation,
+        dropblock_keep_prob=None,
+        dropblock_size=None,
+        drop_connect_rate=None,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            strides,
+            use_projection,
+            norm_activation,
+            dropblock_keep_prob,
+            dropblock_size,
+            drop_connect_rate,
+            **kwargs,
+        )
         self._add_conv(filters, 1, 1, norm_activation, last=False)
         self._add_conv(filters, 3, strides, norm_activation, last=False)
         self._add_conv(4 * filters, 1, 1, norm_activation, last=True)
@@ -167,13 +210,15 @@ class ResNet(keras.layers.Layer):
     64/128/256/512 for basic blocks and 256/512/1024/2048 for bottlenecks.
     """
 
-    def __init__(self,
-                 resnet_depth,
-                 norm_activation=None,
-                 init_drop_connect_rate=None,
-                 dropblock_keep_prob=None,
-                 dropblock_size=None,
-                 **kwargs):
+    def __init__(
+        self,
+        resnet_depth,
+        norm_activation=None,
+        init_drop_connect_rate=None,
+        dropblock_keep_prob=None,
+        dropblock_size=None,
+        **kwargs,
+    ):
         """Initializes the backbone.
 
         Args:
@@ -192,49 +237,50 @@ class ResNet(keras.layers.Layer):
         Raises:
           ValueError: on an unsupported depth or option value.
         """
-        kwargs.setdefault('name', f'resnet{resnet_depth}')
+        kwargs.setdefault("name", f"resnet{resnet_depth}")
         super().__init__(**kwargs)
         if resnet_depth not in RESNET_SPECS:
             raise ValueError(
-                f'resnet_depth: unsupported value {resnet_depth!r}; expected '
-                f'one of {sorted(RESNET_SPECS)}')
+                f"resnet_depth: unsupported value {resnet_depth!r}; expected "
+                f"one of {sorted(RESNET_SPECS)}"
+            )
         norm_activation = norm_activation or norm_lib.NormActivationConfig()
         block_type, repeats = RESNET_SPECS[resnet_depth]
-        block_cls = (BottleneckBlock if block_type == 'bottleneck'
-                     else ResidualBlock)
+        block_cls = BottleneckBlock if block_type == "bottleneck" else ResidualBlock
         self._resnet_depth = resnet_depth
 
         policy = self.dtype_policy
-        self._stem_conv = Conv2DFixedPadding(64, 7, 2, dtype=policy,
-                                             name='stem_conv')
-        self._stem_norm = norm_activation.build(name='stem_bn', dtype=policy)
+        self._stem_conv = Conv2DFixedPadding(64, 7, 2, dtype=policy, name="stem_conv")
+        self._stem_norm = norm_activation.build(name="stem_bn", dtype=policy)
         self._stem_pool = keras.layers.MaxPooling2D(
-            pool_size=3, strides=2, padding='same', dtype=policy,
-            name='stem_pool')
+            pool_size=3, strides=2, padding="same", dtype=policy, name="stem_pool"
+        )
 
         self._groups = []
-        for group_index, (filters, num_blocks) in enumerate(
-                zip(_GROUP_FILTERS, repeats)):
+        for group_index, (filters, num_blocks) in enumerate(zip(_GROUP_FILTERS, repeats)):
             level = group_index + 2
-            rate = stochastic_depth.get_drop_connect_rate(
-                init_drop_connect_rate, level, 5)
+            rate = stochastic_depth.get_drop_connect_rate(init_drop_connect_rate, level, 5)
             blocks = []
             for block_index in range(num_blocks):
                 first = block_index == 0
-                blocks.append(block_cls(
-                    filters,
-                    strides=(1 if level == 2 else 2) if first else 1,
-                    use_projection=first,
-                    norm_activation=norm_activation,
-                    dropblock_keep_prob=dropblock_keep_prob,
-                    dropblock_size=dropblock_size,
-                    drop_connect_rate=rate,
-                    dtype=policy,
-                    name=f'group{group_index + 1}_block{block_index}'))
+                blocks.append(
+                    block_cls(
+                        filters,
+                        strides=(1 if level == 2 else 2) if first else 1,
+                        use_projection=first,
+                        norm_activation=norm_activation,
+                        dropblock_keep_prob=dropblock_keep_prob,
+                        dropblock_size=dropblock_size,
+                        drop_connect_rate=rate,
+                        dtype=policy,
+                        name=f"group{group_index + 1}_block{block_index}",
+                    )
+                )
             self._groups.append(blocks)
         self._output_channels = {
             str(level): filters * block_cls.expansion
-            for level, filters in zip(range(2, 6), _GROUP_FILTERS)}
+            for level, filters in zip(range(2, 6), _GROUP_FILTERS)
+        }
 
     @property
     def output_channels(self):

@@ -35,17 +35,19 @@ class RetinanetHead(keras.layers.Layer):
     anchor `a`, channel `a * 4 + j` is coordinate `j` of anchor `a`.
     """
 
-    def __init__(self,
-                 min_level,
-                 max_level,
-                 num_classes,
-                 anchors_per_location,
-                 num_convs=4,
-                 num_filters=256,
-                 use_separable_conv=False,
-                 use_batch_norm=True,
-                 norm_activation=None,
-                 **kwargs):
+    def __init__(
+        self,
+        min_level,
+        max_level,
+        num_classes,
+        anchors_per_location,
+        num_convs=4,
+        num_filters=256,
+        use_separable_conv=False,
+        use_batch_norm=True,
+        norm_activation=None,
+        **kwargs,
+    ):
         """Initializes the head.
 
         Args:
@@ -66,22 +68,21 @@ class RetinanetHead(keras.layers.Layer):
         Raises:
           ValueError: on invalid sizes.
         """
-        kwargs.setdefault('name', 'retinanet_head')
+        kwargs.setdefault("name", "retinanet_head")
         super().__init__(**kwargs)
-        for key, value, low in (('min_level', min_level, 1),
-                                ('num_classes', num_classes, 1),
-                                ('anchors_per_location', anchors_per_location,
-                                 1),
-                                ('num_convs', num_convs, 0),
-                                ('num_filters', num_filters, 1)):
+        for key, value, low in (
+            ("min_level", min_level, 1),
+            ("num_classes", num_classes, 1),
+            ("anchors_per_location", anchors_per_location, 1),
+            ("num_convs", num_convs, 0),
+            ("num_filters", num_filters, 1),
+        ):
             if int(value) != value or value < low:
                 raise ValueError(
-                    f'retinanet_head: {key} must be an integer >= {low}, got '
-                    f'{value!r}')
+                    f"retinanet_head: {key} must be an integer >= {low}, got {value!r}"
+                )
         if max_level < min_level:
-            raise ValueError(
-                f'retinanet_head: max_level {max_level} < min_level '
-                f'{min_level}')
+            raise ValueError(f"retinanet_head: max_level {max_level} < min_level {min_level}")
         self._min_level = min_level
         self._max_level = max_level
         self._num_classes = num_classes
@@ -92,46 +93,60 @@ class RetinanetHead(keras.layers.Layer):
         self._activation_fn = norm_activation.activation_fn
         levels = range(min_level, max_level + 1)
 
-        self._class_convs = [self._conv(num_filters, 0.01, 'zeros',
-                                        f'class-{i}')
-                             for i in range(num_convs)]
-        self._box_convs = [self._conv(num_filters, 0.01, 'zeros', f'box-{i}')
-                           for i in range(num_convs)]
+        self._class_convs = [
+            self._conv(num_filters, 0.01, "zeros", f"class-{i}") for i in range(num_convs)
+        ]
+        self._box_convs = [
+            self._conv(num_filters, 0.01, "zeros", f"box-{i}") for i in range(num_convs)
+        ]
         self._class_norms = {}
         self._box_norms = {}
         if use_batch_norm:
             for i in range(num_convs):
                 for level in levels:
-                    name = f'class-{i}-{level}'
+                    name = f"class-{i}-{level}"
                     self._class_norms[name] = norm_activation.build(
-                        name=name, dtype=self.dtype_policy)
-                    name = f'box-{i}-{level}'
+                        name=name, dtype=self.dtype_policy
+                    )
+                    name = f"box-{i}-{level}"
                     self._box_norms[name] = norm_activation.build(
-                        name=name, dtype=self.dtype_policy)
+                        name=name, dtype=self.dtype_policy
+                    )
         prior_bias = -math.log((1.0 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
         self._class_predict = self._conv(
-            num_classes * anchors_per_location, 1e-5,
-            keras.initializers.Constant(prior_bias), 'class-predict')
-        self._box_predict = self._conv(
-            4 * anchors_per_location, 1e-5, 'zeros', 'box-predict')
+            num_classes * anchors_per_location,
+            1e-5,
+            keras.initializers.Constant(prior_bias),
+            "class-predict",
+        )
+        self._box_predict = self._conv(4 * anchors_per_location, 1e-5, "zeros", "box-predict")
 
     def _conv(self, filters, stddev, bias_initializer, name):
         if self._use_separable_conv:
             return keras.layers.SeparableConv2D(
-                filters, 3, padding='same', depth_multiplier=1,
-                bias_initializer=bias_initializer, dtype=self.dtype_policy,
-                name=name)
+                filters,
+                3,
+                padding="same",
+                depth_multiplier=1,
+                bias_initializer=bias_initializer,
+                dtype=self.dtype_policy,
+                name=name,
+            )
         return keras.layers.Conv2D(
-            filters, 3, padding='same',
+            filters,
+            3,
+            padding="same",
             kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
-            bias_initializer=bias_initializer, dtype=self.dtype_policy,
-            name=name)
+            bias_initializer=bias_initializer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
 
     def _subnet(self, x, level, convs, norms, prefix, training):
         for i, conv in enumerate(convs):
             x = conv(x)
             if self._use_batch_norm:
-                x = norms[f'{prefix}-{i}-{level}'](x, training=training)
+                x = norms[f"{prefix}-{i}-{level}"](x, training=training)
             else:
                 x = self._activation_fn(x)
         return x
@@ -143,12 +158,13 @@ class RetinanetHead(keras.layers.Layer):
             key = str(level)
             if key not in features:
                 raise KeyError(
-                    f'retinanet_head: no features for level {key!r}; got '
-                    f'levels {sorted(features)}')
+                    f"retinanet_head: no features for level {key!r}; got levels {sorted(features)}"
+                )
             x = features[key]
-            class_outputs[key] = self._class_predict(self._subnet(
-                x, level, self._class_convs, self._class_norms, 'class',
-                training))
-            box_outputs[key] = self._box_predict(self._subnet(
-                x, level, self._box_convs, self._box_norms, 'box', training))
+            class_outputs[key] = self._class_predict(
+                self._subnet(x, level, self._class_convs, self._class_norms, "class", training)
+            )
+            box_outputs[key] = self._box_predict(
+                self._subnet(x, level, self._box_convs, self._box_norms, "box", training)
+            )
         return class_outputs, box_outputs

@@ -38,19 +38,17 @@ class DropBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         if keep_prob is not None:
             if not 0.0 < keep_prob <= 1.0:
+                raise ValueError(f"dropblock_keep_prob: must be in (0, 1], got {keep_prob}")
+            if block_size is None or int(block_size) != block_size or (block_size < 1):
                 raise ValueError(
-                    f'dropblock_keep_prob: must be in (0, 1], got {keep_prob}')
-            if block_size is None or int(block_size) != block_size or (
-                    block_size < 1):
-                raise ValueError(
-                    'dropblock_size: must be a positive integer when '
-                    f'dropblock_keep_prob is set, got {block_size!r}')
+                    "dropblock_size: must be a positive integer when "
+                    f"dropblock_keep_prob is set, got {block_size!r}"
+                )
             block_size = int(block_size)
         self._keep_prob = keep_prob
         self._block_size = block_size
         self._seed = seed
-        self._seed_generator = (
-            keras.random.SeedGenerator(seed) if keep_prob is not None else None)
+        self._seed_generator = keras.random.SeedGenerator(seed) if keep_prob is not None else None
 
     @property
     def enabled(self):
@@ -62,30 +60,33 @@ class DropBlock(keras.layers.Layer):
         _, height, width, _ = inputs.shape
         if height is None or width is None:
             raise ValueError(
-                f'DropBlock {self.name}: needs static height and width, got '
-                f'input shape {inputs.shape}')
+                f"DropBlock {self.name}: needs static height and width, got "
+                f"input shape {inputs.shape}"
+            )
         block = min(self._block_size, height, width)
         # Probability of a block *centre*: chosen so that, ignoring overlaps,
         # the dropped fraction is 1 - keep_prob. Centres are only drawn where
         # the whole block fits inside the map.
         num_centres = (height - block + 1) * (width - block + 1)
-        seed_drop_rate = ((1.0 - self._keep_prob) * height * width /
-                          (block * block) / num_centres)
+        seed_drop_rate = (1.0 - self._keep_prob) * height * width / (block * block) / num_centres
 
         rows = tf.range(height)[:, None]
         cols = tf.range(width)[None, :]
         lo = block // 2
-        valid = ((rows >= lo) & (rows < height - (block - 1) // 2) &
-                 (cols >= lo) & (cols < width - (block - 1) // 2))
+        valid = (
+            (rows >= lo)
+            & (rows < height - (block - 1) // 2)
+            & (cols >= lo)
+            & (cols < width - (block - 1) // 2)
+        )
         valid = tf.cast(tf.reshape(valid, [1, height, width, 1]), tf.float32)
 
         noise = keras.random.uniform(
-            keras.ops.shape(inputs), dtype='float32',
-            seed=self._seed_generator)
+            keras.ops.shape(inputs), dtype="float32", seed=self._seed_generator
+        )
         centres = tf.cast(noise < seed_drop_rate, tf.float32) * valid
         # A max-pool spreads every centre to its block_size x block_size square.
-        dropped = tf.nn.max_pool2d(
-            centres, ksize=block, strides=1, padding='SAME')
+        dropped = tf.nn.max_pool2d(centres, ksize=block, strides=1, padding="SAME")
         keep_mask = 1.0 - dropped
 
         total = tf.cast(tf.size(keep_mask), tf.float32)
@@ -98,7 +99,7 @@ class DropBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({'keep_prob': self._keep_prob,
-                       'block_size': self._block_size,
-                       'seed': self._seed})
+        config.update(
+            {"keep_prob": self._keep_prob, "block_size": self._block_size, "seed": self._seed}
+        )
         return config

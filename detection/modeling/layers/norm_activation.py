@@ -13,8 +13,8 @@ import keras
 import tensorflow as tf
 
 _ACTIVATIONS = {
-    'relu': tf.nn.relu,
-    'swish': tf.nn.swish,
+    "relu": tf.nn.relu,
+    "swish": tf.nn.swish,
 }
 
 
@@ -32,8 +32,8 @@ def get_activation(name):
     """
     if name not in _ACTIVATIONS:
         raise ValueError(
-            f"activation: unsupported value {name!r}; expected one of "
-            f"{sorted(_ACTIVATIONS)}")
+            f"activation: unsupported value {name!r}; expected one of {sorted(_ACTIVATIONS)}"
+        )
     return _ACTIVATIONS[name]
 
 
@@ -49,15 +49,17 @@ class NormActivation(keras.layers.Layer):
     last).
     """
 
-    def __init__(self,
-                 momentum=0.997,
-                 epsilon=1e-4,
-                 trainable=True,
-                 use_sync_bn=False,
-                 activation='relu',
-                 apply_activation=True,
-                 init_zero=False,
-                 **kwargs):
+    def __init__(
+        self,
+        momentum=0.997,
+        epsilon=1e-4,
+        trainable=True,
+        use_sync_bn=False,
+        activation="relu",
+        apply_activation=True,
+        init_zero=False,
+        **kwargs,
+    ):
         """Initializes the layer.
 
         Args:
@@ -78,12 +80,12 @@ class NormActivation(keras.layers.Layer):
         self._activation_fn = get_activation(activation)
         self._apply_activation = apply_activation
         self._config = {
-            'momentum': momentum,
-            'epsilon': epsilon,
-            'use_sync_bn': use_sync_bn,
-            'activation': activation,
-            'apply_activation': apply_activation,
-            'init_zero': init_zero,
+            "momentum": momentum,
+            "epsilon": epsilon,
+            "use_sync_bn": use_sync_bn,
+            "activation": activation,
+            "apply_activation": apply_activation,
+            "init_zero": init_zero,
         }
         self._bn = keras.layers.BatchNormalization(
             axis=-1,
@@ -91,11 +93,12 @@ class NormActivation(keras.layers.Layer):
             epsilon=epsilon,
             center=True,
             scale=True,
-            gamma_initializer='zeros' if init_zero else 'ones',
+            gamma_initializer="zeros" if init_zero else "ones",
             synchronized=use_sync_bn,
             trainable=trainable,
             dtype=self.dtype_policy,
-            name='batch_norm')
+            name="batch_norm",
+        )
 
     def call(self, inputs, training=None):
         outputs = self._bn(inputs, training=training)
@@ -125,19 +128,16 @@ class NormActivationConfig:
     epsilon: float = 1e-4
     trainable: bool = True
     use_sync_bn: bool = False
-    activation: str = 'relu'
+    activation: str = "relu"
 
     def __post_init__(self):
         get_activation(self.activation)
         if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(
-                f'batch_norm_momentum: must be in [0, 1), got {self.momentum}')
+            raise ValueError(f"batch_norm_momentum: must be in [0, 1), got {self.momentum}")
         if self.epsilon <= 0.0:
-            raise ValueError(
-                f'batch_norm_epsilon: must be > 0, got {self.epsilon}')
+            raise ValueError(f"batch_norm_epsilon: must be > 0, got {self.epsilon}")
 
-    def build(self, apply_activation=True, init_zero=False, name=None,
-              dtype=None):
+    def build(self, apply_activation=True, init_zero=False, name=None, dtype=None):
         """Returns a new `NormActivation` layer with these settings.
 
         Args:
@@ -156,7 +156,8 @@ class NormActivationConfig:
             apply_activation=apply_activation,
             init_zero=init_zero,
             name=name,
-            dtype=dtype)
+            dtype=dtype,
+        )
 
     @property
     def activation_fn(self):

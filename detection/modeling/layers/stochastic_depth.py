@@ -28,8 +28,7 @@ def get_drop_connect_rate(init_rate, block_num, total_blocks):
     if init_rate is None:
         return None
     if not 0.0 <= init_rate < 1.0:
-        raise ValueError(
-            f'init_drop_connect_rate: must be in [0, 1), got {init_rate}')
+        raise ValueError(f"init_drop_connect_rate: must be in [0, 1), got {init_rate}")
     return init_rate * float(block_num) / total_blocks
 
 
@@ -43,12 +42,10 @@ class StochasticDepth(keras.layers.Layer):
     def __init__(self, drop_rate=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if drop_rate is not None and not 0.0 <= drop_rate < 1.0:
-            raise ValueError(
-                f'drop_connect_rate: must be in [0, 1), got {drop_rate}')
+            raise ValueError(f"drop_connect_rate: must be in [0, 1), got {drop_rate}")
         self._drop_rate = drop_rate
         self._seed = seed
-        self._seed_generator = (
-            keras.random.SeedGenerator(seed) if drop_rate else None)
+        self._seed_generator = keras.random.SeedGenerator(seed) if drop_rate else None
 
     @property
     def drop_rate(self):
@@ -58,10 +55,8 @@ class StochasticDepth(keras.layers.Layer):
         if not training or not self._drop_rate:
             return inputs
         keep_prob = 1.0 - self._drop_rate
-        noise_shape = (keras.ops.shape(inputs)[0],) + (1,) * (
-            len(inputs.shape) - 1)
-        noise = keras.random.uniform(
-            noise_shape, dtype='float32', seed=self._seed_generator)
+        noise_shape = (keras.ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        noise = keras.random.uniform(noise_shape, dtype="float32", seed=self._seed_generator)
         # floor(keep_prob + U[0, 1)) is 1 with probability keep_prob.
         binary = tf.floor(keep_prob + noise)
         return inputs / keep_prob * tf.cast(binary, inputs.dtype)
@@ -71,5 +66,5 @@ class StochasticDepth(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({'drop_rate': self._drop_rate, 'seed': self._seed})
+        config.update({"drop_rate": self._drop_rate, "seed": self._seed})
         return config

@@ -32,20 +32,20 @@ def sigmoid_focal_loss(logits, targets, alpha, gamma):
       ValueError: if the shapes differ or alpha/gamma are out of range.
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f'focal_loss_alpha: must be in [0, 1], got {alpha}')
+        raise ValueError(f"focal_loss_alpha: must be in [0, 1], got {alpha}")
     if gamma < 0.0:
-        raise ValueError(f'focal_loss_gamma: must be >= 0, got {gamma}')
+        raise ValueError(f"focal_loss_gamma: must be >= 0, got {gamma}")
     logits = tf.cast(logits, tf.float32)
     targets = tf.cast(targets, tf.float32)
     if logits.shape.is_fully_defined() and targets.shape.is_fully_defined():
         if logits.shape != targets.shape:
             raise ValueError(
-                f'focal loss: logits shape {logits.shape} != targets shape '
-                f'{targets.shape}')
-    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=targets, logits=logits)
-    log_one_minus_pt = -(targets * tf.nn.softplus(logits) +
-                         (1.0 - targets) * tf.nn.softplus(-logits))
+                f"focal loss: logits shape {logits.shape} != targets shape {targets.shape}"
+            )
+    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    log_one_minus_pt = -(
+        targets * tf.nn.softplus(logits) + (1.0 - targets) * tf.nn.softplus(-logits)
+    )
     modulator = tf.exp(gamma * log_one_minus_pt)
     loss = modulator * cross_entropy
     return tf.where(tf.equal(targets, 1.0), alpha * loss, (1.0 - alpha) * loss)

@@ -29,15 +29,14 @@ def positives_normalizer(num_positives):
 def _check_levels(outputs, targets, what):
     if sorted(outputs) != sorted(targets):
         raise ValueError(
-            f'{what}: output levels {sorted(outputs)} != target levels '
-            f'{sorted(targets)}')
+            f"{what}: output levels {sorted(outputs)} != target levels {sorted(targets)}"
+        )
 
 
 class RetinanetClassLoss:
     """Sum of sigmoid focal losses over non-ignored anchors, over N."""
 
-    def __init__(self, num_classes, focal_loss_alpha=0.25,
-                 focal_loss_gamma=1.5):
+    def __init__(self, num_classes, focal_loss_alpha=0.25, focal_loss_gamma=1.5):
         """Initializes the loss.
 
         Args:
@@ -46,19 +45,16 @@ class RetinanetClassLoss:
           focal_loss_gamma: focusing exponent.
         """
         if num_classes < 1:
-            raise ValueError(f'num_classes: must be >= 1, got {num_classes}')
+            raise ValueError(f"num_classes: must be >= 1, got {num_classes}")
         if not 0.0 <= focal_loss_alpha <= 1.0:
-            raise ValueError(
-                f'focal_loss_alpha: must be in [0, 1], got {focal_loss_alpha}')
+            raise ValueError(f"focal_loss_alpha: must be in [0, 1], got {focal_loss_alpha}")
         if focal_loss_gamma < 0.0:
-            raise ValueError(
-                f'focal_loss_gamma: must be >= 0, got {focal_loss_gamma}')
+            raise ValueError(f"focal_loss_gamma: must be >= 0, got {focal_loss_gamma}")
         self._num_classes = num_classes
         self._alpha = focal_loss_alpha
         self._gamma = focal_loss_gamma
 
-    def __call__(self, cls_outputs, cls_targets, num_positives,
-                 normalizer=None):
+    def __call__(self, cls_outputs, cls_targets, num_positives, normalizer=None):
         """Computes the class loss.
 
         Args:
@@ -72,13 +68,12 @@ class RetinanetClassLoss:
         Returns:
           float32 scalar.
         """
-        _check_levels(cls_outputs, cls_targets, 'retinanet class loss')
+        _check_levels(cls_outputs, cls_targets, "retinanet class loss")
         if normalizer is None:
             normalizer = positives_normalizer(num_positives)
         total = 0.0
         for level in sorted(cls_outputs, key=int):
-            total += self._level_loss(cls_outputs[level], cls_targets[level],
-                                      level)
+            total += self._level_loss(cls_outputs[level], cls_targets[level], level)
         return total / normalizer
 
     def _level_loss(self, logits, targets, level):
@@ -86,15 +81,15 @@ class RetinanetClassLoss:
         num_anchors = targets.shape[-1]
         if logits.shape[-1] != num_anchors * self._num_classes:
             raise ValueError(
-                f'retinanet class loss, level {level}: outputs have '
-                f'{logits.shape[-1]} channels, expected anchors '
-                f'({num_anchors}) * num_classes ({self._num_classes})')
+                f"retinanet class loss, level {level}: outputs have "
+                f"{logits.shape[-1]} channels, expected anchors "
+                f"({num_anchors}) * num_classes ({self._num_classes})"
+            )
         # one_hot maps the negative labels -1 and -2 to all-zero rows.
         one_hot = tf.one_hot(targets, self._num_classes, dtype=tf.float32)
         # [b, h, w, A, K] -> [b, h, w, A * K]: anchor-major like the outputs.
         one_hot = tf.reshape(one_hot, tf.shape(logits))
-        loss = focal_loss.sigmoid_focal_loss(
-            logits, one_hot, self._alpha, self._gamma)
+        loss = focal_loss.sigmoid_focal_loss(logits, one_hot, self._alpha, self._gamma)
         valid = tf.cast(tf.not_equal(targets, IGNORE_LABEL), tf.float32)
         valid = tf.repeat(valid, self._num_classes, axis=-1)
         return tf.reduce_sum(loss * valid)
@@ -111,12 +106,10 @@ class RetinanetBoxLoss:
             linear; about the typical size of an encoded target (~0.1).
         """
         if huber_loss_delta <= 0.0:
-            raise ValueError(
-                f'huber_loss_delta: must be > 0, got {huber_loss_delta}')
+            raise ValueError(f"huber_loss_delta: must be > 0, got {huber_loss_delta}")
         self._delta = huber_loss_delta
 
-    def __call__(self, box_outputs, box_targets, num_positives,
-                 normalizer=None):
+    def __call__(self, box_outputs, box_targets, num_positives, normalizer=None):
         """Computes the box loss.
 
         Args:
@@ -130,7 +123,7 @@ class RetinanetBoxLoss:
         Returns:
           float32 scalar.
         """
-        _check_levels(box_outputs, box_targets, 'retinanet box loss')
+        _check_levels(box_outputs, box_targets, "retinanet box loss")
         if normalizer is None:
             normalizer = positives_normalizer(num_positives)
         total = 0.0
@@ -139,12 +132,14 @@ class RetinanetBoxLoss:
             targets = tf.cast(box_targets[level], tf.float32)
             if outputs.shape[-1] != targets.shape[-1]:
                 raise ValueError(
-                    f'retinanet box loss, level {level}: outputs have '
-                    f'{outputs.shape[-1]} channels, targets '
-                    f'{targets.shape[-1]}')
+                    f"retinanet box loss, level {level}: outputs have "
+                    f"{outputs.shape[-1]} channels, targets "
+                    f"{targets.shape[-1]}"
+                )
             total += tf.reduce_sum(
-                huber_loss(targets, outputs, self._delta) *
-                tf.cast(tf.not_equal(targets, 0.0), tf.float32))
+                huber_loss(targets, outputs, self._delta)
+                * tf.cast(tf.not_equal(targets, 0.0), tf.float32)
+            )
         return total / (normalizer * 4.0)
 
 
@@ -176,16 +171,21 @@ class MovingAverageNormalizer(keras.layers.Layer):
     """
 
     def __init__(self, momentum, **kwargs):
-        kwargs.setdefault('name', 'moving_normalizer')
+        kwargs.setdefault("name", "moving_normalizer")
         super().__init__(**kwargs)
         if not 0.0 < momentum < 1.0:
             raise ValueError(
-                f'normalizer_momentum: must be in (0, 1) for a moving '
-                f'average, got {momentum}')
+                f"normalizer_momentum: must be in (0, 1) for a moving average, got {momentum}"
+            )
         self._momentum = momentum
         self.moving_normalizer = self.add_weight(
-            shape=(), initializer='zeros', dtype='float32', trainable=False,
-            aggregation='mean', name='moving_normalizer')
+            shape=(),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            aggregation="mean",
+            name="moving_normalizer",
+        )
 
     def call(self, current, training=None):
         current = tf.cast(current, tf.float32)
@@ -193,9 +193,8 @@ class MovingAverageNormalizer(keras.layers.Layer):
             return current
         ema = self.moving_normalizer.value
         updated = tf.where(
-            ema > 0.0,
-            self._momentum * ema + (1.0 - self._momentum) * current,
-            current)
+            ema > 0.0, self._momentum * ema + (1.0 - self._momentum) * current, current
+        )
         self.moving_normalizer.assign(updated)
         return updated
 
@@ -206,13 +205,15 @@ class RetinanetLoss:
     Mirrors the `retinanet_loss` params section.
     """
 
-    def __init__(self,
-                 num_classes,
-                 focal_loss_alpha=0.25,
-                 focal_loss_gamma=1.5,
-                 huber_loss_delta=0.1,
-                 box_loss_weight=50.0,
-                 normalizer_momentum=0.0):
+    def __init__(
+        self,
+        num_classes,
+        focal_loss_alpha=0.25,
+        focal_loss_gamma=1.5,
+        huber_loss_delta=0.1,
+        box_loss_weight=50.0,
+        normalizer_momentum=0.0,
+    ):
         """Initializes the losses.
 
         Args:
@@ -226,18 +227,15 @@ class RetinanetLoss:
             `MovingAverageNormalizer`).
         """
         if box_loss_weight < 0.0:
-            raise ValueError(
-                f'box_loss_weight: must be >= 0, got {box_loss_weight}')
+            raise ValueError(f"box_loss_weight: must be >= 0, got {box_loss_weight}")
         if not 0.0 <= normalizer_momentum < 1.0:
-            raise ValueError(
-                f'normalizer_momentum: must be in [0, 1), got '
-                f'{normalizer_momentum}')
-        self.class_loss = RetinanetClassLoss(
-            num_classes, focal_loss_alpha, focal_loss_gamma)
+            raise ValueError(f"normalizer_momentum: must be in [0, 1), got {normalizer_momentum}")
+        self.class_loss = RetinanetClassLoss(num_classes, focal_loss_alpha, focal_loss_gamma)
         self.box_loss = RetinanetBoxLoss(huber_loss_delta)
         self._box_loss_weight = box_loss_weight
-        self.normalizer = (MovingAverageNormalizer(normalizer_momentum)
-                           if normalizer_momentum > 0.0 else None)
+        self.normalizer = (
+            MovingAverageNormalizer(normalizer_momentum) if normalizer_momentum > 0.0 else None
+        )
 
     def __call__(self, outputs, labels, training=False):
         """Computes the losses.
@@ -253,22 +251,21 @@ class RetinanetLoss:
           `{'total_loss', 'cls_loss', 'box_loss', 'normalizer'}` float32
           scalars.
         """
-        for key in ('cls_targets', 'box_targets', 'num_positives'):
+        for key in ("cls_targets", "box_targets", "num_positives"):
             if key not in labels:
-                raise KeyError(f'retinanet loss: labels has no {key!r}; got '
-                               f'{sorted(labels)}')
-        normalizer = positives_normalizer(labels['num_positives'])
+                raise KeyError(f"retinanet loss: labels has no {key!r}; got {sorted(labels)}")
+        normalizer = positives_normalizer(labels["num_positives"])
         if self.normalizer is not None:
             normalizer = self.normalizer(normalizer, training=training)
-        cls_loss = self.class_loss(outputs['class_outputs'],
-                                   labels['cls_targets'],
-                                   labels['num_positives'], normalizer)
-        box_loss = self.box_loss(outputs['box_outputs'],
-                                 labels['box_targets'],
-                                 labels['num_positives'], normalizer)
+        cls_loss = self.class_loss(
+            outputs["class_outputs"], labels["cls_targets"], labels["num_positives"], normalizer
+        )
+        box_loss = self.box_loss(
+            outputs["box_outputs"], labels["box_targets"], labels["num_positives"], normalizer
+        )
         return {
-            'total_loss': cls_loss + self._box_loss_weight * box_loss,
-            'cls_loss': cls_loss,
-            'box_loss': box_loss,
-            'normalizer': normalizer,
+            "total_loss": cls_loss + self._box_loss_weight * box_loss,
+            "cls_loss": cls_loss,
+            "box_loss": box_loss,
+            "normalizer": normalizer,
         }
