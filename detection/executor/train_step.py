@@ -30,8 +30,9 @@ _log = logging.getLogger(__name__)
 def _as_scalar(value, what):
     value = tf.convert_to_tensor(value)
     if value.shape.rank != 0:
-        raise ValueError(f"model fn 'train' output {what} must be a scalar, got shape "
-                         f"{value.shape}")
+        raise ValueError(
+            f"model fn 'train' output {what} must be a scalar, got shape {value.shape}"
+        )
     return tf.cast(value, tf.float32)
 
 
@@ -46,19 +47,29 @@ class TrainStep:
         is on (its `experimental_get_compiler_ir` shows the compiled HLO).
     """
 
-    def __init__(self, strategy, model_fn, model, optimizer, trained_variables,
-                 regularized_variables, l2_weight_decay, gradient_clip_norm, jit_compile):
+    def __init__(
+        self,
+        strategy,
+        model_fn,
+        model,
+        optimizer,
+        trained_variables,
+        regularized_variables,
+        l2_weight_decay,
+        gradient_clip_norm,
+        jit_compile,
+    ):
         """Args:
-          strategy: the tf.distribute strategy (the model and optimizer live in its scope).
-          model_fn: the ModelFn; called as `model_fn(model, features, labels, 'train')`.
-          model: the keras.Model.
-          optimizer: an optimizer from `detection.modeling.optimizers` (expects summed
-            gradients), built on `trained_variables`.
-          trained_variables: variables to update.
-          regularized_variables: variables in the L2 penalty.
-          l2_weight_decay: L2 weight (see `variable_selection.l2_loss`).
-          gradient_clip_norm: global-norm clip of the summed gradient; <= 0 disables.
-          jit_compile: compile the replica forward/backward pass with XLA (implicit on TPU).
+        strategy: the tf.distribute strategy (the model and optimizer live in its scope).
+        model_fn: the ModelFn; called as `model_fn(model, features, labels, 'train')`.
+        model: the keras.Model.
+        optimizer: an optimizer from `detection.modeling.optimizers` (expects summed
+          gradients), built on `trained_variables`.
+        trained_variables: variables to update.
+        regularized_variables: variables in the L2 penalty.
+        l2_weight_decay: L2 weight (see `variable_selection.l2_loss`).
+        gradient_clip_norm: global-norm clip of the summed gradient; <= 0 disables.
+        jit_compile: compile the replica forward/backward pass with XLA (implicit on TPU).
         """
         self._strategy = strategy
         self._model_fn = model_fn
@@ -78,33 +89,42 @@ class TrainStep:
         self.loop = tf.function(self._loop)
         # Keras 3 creates non-trainable variables (batch-norm moving statistics, moving loss
         # normalizers) with aggregation NONE: under a multi-replica strategy each replica
-        # updates its own copy and the copies drift apart. They are moving averages, linear in
-        # the per-step values, so averaging the copies at every host-loop boundary gives
-        # exactly the average of per-step synchronized updates.
-        self._replica_local = [v for v in model.non_trainable_variables
-                               if getattr(v, "aggregation", "none") == "none"]
-        self.sync_replica_local = tf.function(self._sync_replica_local)
+        # would update its own copy and the copies would drift apart (a checkpoint keeps one
+        # of them). Averaging the copies after each step keeps one value; it is a few
+        # kilobytes per layer next to the gradient all-reduce.
+        self._replica_local = [
+            v for v in model.non_trainable_variables if getattr(v, "aggregation", "none") == "none"
+        ]
 
     def _compute_gradients(self, features, labels):
         num_replicas = self._strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             outputs = self._model_fn(self._model, features, labels, model_fn_lib.TRAIN)
             if not isinstance(outputs, dict) or "total_loss" not in outputs:
-                raise ValueError("model fn 'train' output must be a dict with 'total_loss', got "
-                                 f"{type(outputs).__name__} {outputs!r}"[:300])
+                raise ValueError(
+                    "model fn 'train' output must be a dict with 'total_loss', got "
+                    f"{type(outputs).__name__} {outputs!r}"[:300]
+                )
             model_loss = _as_scalar(outputs["total_loss"], "'total_loss'")
             l2_loss = variable_selection.l2_loss(self._regularized, self._l2_weight_decay)
             total_loss = model_loss + l2_loss
             scaled_loss = total_loss / num_replicas
         grads = tape.gradient(scaled_loss, self._trained)
-        missing = [variable_selection.tf1_name(v)
-                   for v, g in zip(self._trained, grads) if g is None]
+        missing = [
+            variable_selection.tf1_name(v) for v, g in zip(self._trained, grads) if g is None
+        ]
         if missing:
-            _log.warning("no gradient for %d trained variables (left unchanged): %s",
-                         len(missing), ", ".join(missing))
+            _log.warning(
+                "no gradient for %d trained variables (left unchanged): %s",
+                len(missing),
+                ", ".join(missing),
+            )
         grads = [tf.zeros_like(v) if g is None else g for v, g in zip(self._trained, grads)]
-        losses = {"total_loss": total_loss, "model_loss": model_loss,
-                  "l2_regularization_loss": l2_loss}
+        losses = {
+            "total_loss": total_loss,
+            "model_loss": model_loss,
+            "l2_regularization_loss": l2_loss,
+        }
         for name, value in (outputs.get("losses") or {}).items():
             if name not in EXECUTOR_LOSSES:
                 losses[name] = _as_scalar(value, f"losses[{name!r}]")
@@ -112,22 +132,32 @@ class TrainStep:
 
     def _replica_step(self, features, labels):
         grads, losses = self.compute_gradients(features, labels)
-        grads = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, grads)
+        context = tf.distribute.get_replica_context()
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         if self._clip_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, self._clip_norm)
         self._optimizer.apply(grads, self._trained)
+        if self._replica_local and self._strategy.num_replicas_in_sync > 1:
+            means = context.all_reduce(
+                tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in self._replica_local]
+            )
+            for variable, mean in zip(self._replica_local, means):
+                variable.assign(mean)
         return losses
 
     def _pack(self, per_replica_losses):
         names = list(EXECUTOR_LOSSES) + sorted(
-            k for k in per_replica_losses if k not in EXECUTOR_LOSSES)
+            k for k in per_replica_losses if k not in EXECUTOR_LOSSES
+        )
         if len(names) > MAX_REPORTED_LOSSES:
-            raise ValueError(f"model fn reports {len(names)} losses; at most "
-                             f"{MAX_REPORTED_LOSSES} are supported")
+            raise ValueError(
+                f"model fn reports {len(names)} losses; at most {MAX_REPORTED_LOSSES} are supported"
+            )
         self.loss_names = names
-        values = [self._strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_losses[k],
-                                        axis=None) for k in names]
+        values = [
+            self._strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_losses[k], axis=None)
+            for k in names
+        ]
         return tf.pad(tf.stack(values), [[0, MAX_REPORTED_LOSSES - len(names)]])
 
     def _loop(self, iterator, num_steps):
@@ -142,20 +172,11 @@ class TrainStep:
             first_bad = tf.where(is_bad & (first_bad < 0), tf.cast(i, tf.int64), first_bad)
         return totals / tf.cast(num_steps, tf.float32), first_bad
 
-    def _sync_replica_local(self):
-        def average_copies():
-            context = tf.distribute.get_replica_context()
-            values = context.all_reduce(tf.distribute.ReduceOp.MEAN,
-                                        [tf.convert_to_tensor(v) for v in self._replica_local])
-            for variable, value in zip(self._replica_local, values):
-                variable.assign(value)
-        self._strategy.run(average_copies)
-
     def run(self, iterator, num_steps):
         """Runs `num_steps` steps; returns ({name: mean loss}, first non-finite index or -1)."""
         means, first_bad = self.loop(iterator, tf.constant(num_steps, tf.int64))
-        if self._strategy.num_replicas_in_sync > 1 and self._replica_local:
-            self.sync_replica_local()
         means = means.numpy()
-        return ({name: float(means[i]) for i, name in enumerate(self.loss_names)},
-                int(first_bad.numpy()))
+        return (
+            {name: float(means[i]) for i, name in enumerate(self.loss_names)},
+            int(first_bad.numpy()),
+        )
