@@ -44,8 +44,10 @@ def draw_detections(
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         text_w, text_h = right - left, bottom - top
         text_y = ymin - text_h - 2 if ymin - text_h - 2 >= 0 else ymin
-        draw.rectangle([xmin, text_y, xmin + text_w + 2, text_y + text_h + 2], fill=color)
-        draw.text((xmin + 1, text_y), label, fill=(0, 0, 0), font=font)
+        # Keep the label inside the image: shift it left at the right border.
+        text_x = max(0.0, min(xmin, canvas.width - text_w - 3))
+        draw.rectangle([text_x, text_y, text_x + text_w + 2, text_y + text_h + 2], fill=color)
+        draw.text((text_x + 1, text_y), label, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
 
 
