@@ -22,7 +22,7 @@ class UsageError(Exception):
     """A bad flag or flag combination; printed as one line, exit code 2."""
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse that reports errors as one line (with close matches) and exit code 2."""
 
     def error(self, message):
@@ -40,19 +40,14 @@ class _OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser():
-    parser = _OneLineParser(
-        prog="main.py",
-        allow_abbrev=False,
-        description="Train and evaluate detection and classification models.",
-    )
+def add_params_flags(parser):
+    """Adds --model, --config_file and --params_override: how every tool finds its params."""
     parser.add_argument(
         "--model",
         choices=config_factory.MODELS,
         default=None,
         help="model type; defaults to the `type` key of the config files",
     )
-    parser.add_argument("--mode", choices=MODES, default="train")
     parser.add_argument(
         "--config_file",
         action="append",
@@ -64,6 +59,16 @@ def build_parser():
         default="",
         help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last",
     )
+
+
+def build_parser():
+    parser = OneLineParser(
+        prog="main.py",
+        allow_abbrev=False,
+        description="Train and evaluate detection and classification models.",
+    )
+    add_params_flags(parser)
+    parser.add_argument("--mode", choices=MODES, default="train")
     parser.add_argument(
         "--model_dir", default=None, help="where checkpoints, summaries and params.yaml go"
     )

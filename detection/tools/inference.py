@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from detection import main_lib
 from detection.configs import loader
 from detection.dataloader import preprocess_ops
 from detection.executor import checkpoints
@@ -94,9 +95,7 @@ def read_image(path):
 
 def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--config_file", action="append", default=[])
-    parser.add_argument("--params_override", default="")
+    main_lib.add_params_flags(parser)
     parser.add_argument(
         "--model_dir",
         required=True,

@@ -21,10 +21,9 @@ import dataclasses
 import math
 import sys
 
-from detection.configs import factory as config_factory
 from detection.configs import loader
 from detection.hyperparameters import ParamsError
-from detection.main_lib import EXIT_USAGE, UsageError, _OneLineParser
+from detection.main_lib import EXIT_USAGE, OneLineParser, UsageError, add_params_flags
 
 PROG = "model_summary"
 
@@ -202,28 +201,12 @@ def format_summary(summary):
 
 
 def build_parser():
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog=f"python -m detection.tools.{PROG}",
         allow_abbrev=False,
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument(
-        "--model",
-        choices=config_factory.MODELS,
-        default=None,
-        help="model type; defaults to the `type` key of the config files",
-    )
-    parser.add_argument(
-        "--config_file",
-        action="append",
-        default=[],
-        help="YAML file of parameters; repeatable, applied in order",
-    )
-    parser.add_argument(
-        "--params_override",
-        default="",
-        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last",
-    )
+    add_params_flags(parser)
     return parser
 
 

@@ -150,7 +150,8 @@ def test_full_size_flops_at_640(full_size_network):
     # TF Model Garden lists 97.0 B (multiply-adds) for R50-FPN at 640x640.
     assert abs(report.gmacs - 97.0) / 97.0 < 0.02
     assert report.profiler_flops is not None
-    assert 1.95 < report.profiler_flops / report.macs < 2.1
+    ratio = report.profiler_flops / report.macs
+    assert 2.1 > ratio > 1.95
 
 
 def test_count_macs_on_hand_computed_layers():

@@ -294,8 +294,9 @@ def test_inference_main_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsy
 def test_label_at_the_right_border_is_shifted_inside_the_image():
     image = np.zeros((64, 64, 3), np.uint8)
     box = np.array([[30.0, 52.0, 60.0, 63.0]])
-    drawn = visualize.draw_detections(image, box, np.array([1]), np.array([0.9]),
-                                      {1: "circle"}, min_score=0.0)
+    drawn = visualize.draw_detections(
+        image, box, np.array([1]), np.array([0.9]), {1: "circle"}, min_score=0.0
+    )
     changed = np.any(drawn != image, axis=-1)
     # The label strip above the box starts left of the box, so the whole text is visible.
     assert changed[:30, :52].any()
