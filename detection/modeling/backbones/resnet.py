@@ -80,9 +80,9 @@ class _Block(keras.layers.Layer):
         strides,
         use_projection,
         norm_activation,
-        dropblock_keep_prob,
-        dropblock_size,
-        drop_connect_rate,
+        dropblock_keep_prob=None,
+        dropblock_size=None,
+        drop_connect_rate=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -104,19 +104,24 @@ class _Block(keras.layers.Layer):
         )
         self._convs = []
         self._norms = []
-
-    def _add_conv(self, filters, kernel_size, strides, norm_activation, last):
-        index = len(self._convs)
-        self._convs.append(
-            Conv2DFixedPadding(
-                filters, kernel_size, strides, dtype=self.dtype_policy, name=f"conv{index}"
+        for index, (multiplier, kernel_size, strided) in enumerate(self.conv_layout):
+            self._convs.append(
+                Conv2DFixedPadding(
+                    multiplier * filters,
+                    kernel_size,
+                    strides if strided else 1,
+                    dtype=self.dtype_policy,
+                    name=f"conv{index}",
+                )
             )
-        )
-        self._norms.append(
-            norm_activation.build(
-                apply_activation=not last, name=f"conv{index}_bn", dtype=self.dtype_policy
+            # The last batch norm has no activation: it comes after the residual addition.
+            self._norms.append(
+                norm_activation.build(
+                    apply_activation=index < len(self.conv_layout) - 1,
+                    name=f"conv{index}_bn",
+                    dtype=self.dtype_policy,
+                )
             )
-        )
 
     def call(self, inputs, training=None):
         shortcut = inputs
@@ -140,30 +145,8 @@ class ResidualBlock(_Block):
     """
 
     expansion = 1
-
-    def __init__(
-        self,
-        filters,
-        strides,
-        use_projection,
-        norm_activation,
-        dropblock_keep_prob=None,
-        dropblock_size=None,
-        drop_connect_rate=None,
-        **kwargs,
-    ):
-        super().__init__(
-            filters,
-            strides,
-            use_projection,
-            norm_activation,
-            dropblock_keep_prob,
-            dropblock_size,
-            drop_connect_rate,
-            **kwargs,
-        )
-        self._add_conv(filters, 3, strides, norm_activation, last=False)
-        self._add_conv(filters, 3, 1, norm_activation, last=True)
+    # (output channels / filters, kernel size, carries the block's stride)
+    conv_layout = ((1, 3, True), (1, 3, False))
 
 
 class BottleneckBlock(_Block):
@@ -174,31 +157,8 @@ class BottleneckBlock(_Block):
     """
 
     expansion = 4
-
-    def __init__(
-        self,
-        filters,
-        strides,
-        use_projection,
-        norm_activation,
-        dropblock_keep_prob=None,
-        dropblock_size=None,
-        drop_connect_rate=None,
-        **kwargs,
-    ):
-        super().__init__(
-            filters,
-            strides,
-            use_projection,
-            norm_activation,
-            dropblock_keep_prob,
-            dropblock_size,
-            drop_connect_rate,
-            **kwargs,
-        )
-        self._add_conv(filters, 1, 1, norm_activation, last=False)
-        self._add_conv(filters, 3, strides, norm_activation, last=False)
-        self._add_conv(4 * filters, 1, 1, norm_activation, last=True)
+    # The stride sits on the 3x3 conv, as in the original framework ("ResNet v1.5").
+    conv_layout = ((1, 1, False), (1, 3, True), (4, 1, False))
 
 
 class ResNet(keras.layers.Layer):
