@@ -32,16 +32,14 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app
-from absl import flags
+from absl import app, flags
 
 from detection.configs import factory as config_factory
+from detection.core.modes import PREDICT, TRAIN
 from detection.dataloader import factory as dataloader_factory
 from detection.dataloader.anchor_labeler import AnchorLabeler
-from detection.executor import variable_selection
-from detection.executor.model_fn import PREDICT, TRAIN
-from detection.modeling import learning_rates, optimizers
-from detection.modeling.retinanet_model import RetinanetModelFn
+from detection.executor import learning_rates, optimizers, variable_selection
+from detection.model_fns.retinanet import RetinaNetModelFn
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("output_size", 384, "Network input side in pixels.")
@@ -117,7 +115,7 @@ def _labels(params, rng, batch_size):
 def _train_step(params, jit_compile):
     """A compiled `step(features, labels) -> total loss` on a freshly built model."""
     keras.utils.set_random_seed(FLAGS.seed)
-    model_fn = RetinanetModelFn(params)
+    model_fn = RetinaNetModelFn(params)
     model = model_fn.build_model()
     train = params.train
     trained = list(model.trainable_variables)
@@ -182,7 +180,7 @@ def main(argv):
     infer_params = _params(FLAGS.infer_score_threshold)
     infer_features = _features(rng, FLAGS.infer_batch_size)
     keras.utils.set_random_seed(FLAGS.seed)
-    infer_fn = RetinanetModelFn(infer_params)
+    infer_fn = RetinaNetModelFn(infer_params)
     infer_model = infer_fn.build_model()
 
     def predict(features):

@@ -1,18 +1,13 @@
 """Running an experiment from the command line: params -> strategy -> model fn -> executor.
 
-Exit codes: 0 done; 2 bad input (flags, params, data files); 3 the training diverged (NaN/Inf
-loss, the message names the step); 143 preempted by SIGTERM after saving a checkpoint (the
-conventional 128 + SIGTERM, so job schedulers restart the job, which then resumes). 1 is left
-to Python itself: an uncaught exception is a bug, and its traceback is what to report.
+Returns the process exit codes of `detection.core.exit_codes`.
 """
 
 import sys
 
 from absl import logging
 
-EXIT_DIVERGED = 3
-EXIT_USAGE = 2
-EXIT_PREEMPTED = 143
+from detection.core import exit_codes, modes
 
 
 def _error(message, code):
@@ -35,7 +30,7 @@ def run_experiment(
     # TensorFlow is imported here so that `--print_config` and flag errors stay instant.
     from detection.executor import distribution, preemption, runner, trainer
     from detection.hyperparameters import ParamsError
-    from detection.modeling import factory as model_factory
+    from detection.model_fns import factory as model_fn_factory
 
     logging.set_verbosity(logging.INFO)
     try:
@@ -47,17 +42,17 @@ def run_experiment(
             num_gpus=num_gpus,
             num_cores=num_cores,
         )
-        model_fn = model_factory.model_fn_from_params(params)
+        model_fn = model_fn_factory.model_fn_from_params(params)
         result = runner.run(mode, model_fn, params, params.model_dir, strategy)
-        if mode == "train" and eval_after_training:
-            result = runner.run("eval", model_fn, params, params.model_dir, strategy)
+        if mode == modes.TRAIN and eval_after_training:
+            result = runner.run(modes.EVAL, model_fn, params, params.model_dir, strategy)
     except trainer.NonFiniteLossError as error:
-        return _error(str(error), EXIT_DIVERGED)
+        return _error(str(error), exit_codes.DIVERGED)
     except preemption.TrainingPreempted as error:
-        return _error(str(error), EXIT_PREEMPTED)
+        return _error(str(error), exit_codes.PREEMPTED)
     except (ParamsError, ValueError, FileNotFoundError) as error:
         # Bad params or data (an unmatched file pattern, an indivisible batch...): the
         # messages name the key, value or file, so one line is what the user needs.
-        return _error(str(error).strip().splitlines()[0], EXIT_USAGE)
+        return _error(str(error).strip().splitlines()[0], exit_codes.USAGE)
     logging.info("%s finished: %s", mode, result)
     return 0

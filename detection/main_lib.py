@@ -11,11 +11,8 @@ import sys
 
 from detection.configs import factory as config_factory
 from detection.configs import loader
+from detection.core import exit_codes, modes, strategies
 from detection.hyperparameters import ParamsError
-
-MODES = ("train", "eval", "train_and_eval")
-STRATEGY_TYPES = ("tpu", "mirrored", "multi_worker_mirrored", "one_device")
-EXIT_USAGE = 2
 
 
 class UsageError(Exception):
@@ -68,7 +65,7 @@ def build_parser():
         description="Train and evaluate detection and classification models.",
     )
     add_params_flags(parser)
-    parser.add_argument("--mode", choices=MODES, default="train")
+    parser.add_argument("--mode", choices=modes.RUN_MODES, default=modes.TRAIN)
     parser.add_argument(
         "--model_dir", default=None, help="where checkpoints, summaries and params.yaml go"
     )
@@ -86,7 +83,7 @@ def build_parser():
     )
     parser.add_argument(
         "--strategy_type",
-        choices=STRATEGY_TYPES,
+        choices=strategies.STRATEGY_TYPES,
         default=None,
         help="default: tpu when --tpu is set, mirrored when --num_gpus > 1, else one_device",
     )
@@ -104,14 +101,14 @@ def build_parser():
 
 def resolve_strategy_type(args):
     if args.strategy_type:
-        if args.strategy_type == "tpu" and not args.tpu:
+        if args.strategy_type == strategies.TPU and not args.tpu:
             raise UsageError("--strategy_type=tpu needs --tpu (a TPU name, or 'local')")
         return args.strategy_type
     if args.tpu:
-        return "tpu"
+        return strategies.TPU
     if args.num_gpus > 1 or (args.num_cores or 0) > 1:
-        return "mirrored"
-    return "one_device"
+        return strategies.MIRRORED
+    return strategies.ONE_DEVICE
 
 
 def resolve_params(args):
@@ -127,7 +124,7 @@ def run(argv=None):
         args = build_parser().parse_args(argv)
         if args.num_gpus < 0 or (args.num_cores is not None and args.num_cores < 1):
             raise UsageError("--num_gpus must be >= 0 and --num_cores >= 1")
-        if args.eval_after_training and args.mode != "train":
+        if args.eval_after_training and args.mode != modes.TRAIN:
             raise UsageError(
                 f"--eval_after_training only applies to --mode=train, not --mode={args.mode}"
             )
@@ -152,7 +149,7 @@ def run(argv=None):
         )
     except (UsageError, ParamsError) as error:
         print(f"main.py: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.USAGE
 
 
 def main():

@@ -1,9 +1,11 @@
 """Resolving a run's parameters: model defaults, then YAML files, then the override string."""
 
-from absl import logging
+import logging
 
 from detection.configs import factory, inert_keys
 from detection.hyperparameters import ParamsError, override_params_dict, yaml_io
+
+_log = logging.getLogger(__name__)
 
 
 def model_from_config_files(config_files):
@@ -16,7 +18,7 @@ def model_from_config_files(config_files):
 
 def _check_override(override, source):
     for key, reason in inert_keys.inert_keys_set_by(override):
-        logging.warning(
+        _log.warning(
             "%s sets '%s', which has no effect in this framework: %s.", source, key, reason
         )
     for key, value, reason in inert_keys.unsupported_keys_set_by(override):

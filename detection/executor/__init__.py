@@ -1,7 +1,7 @@
 """The executor: training, evaluation, checkpoints and summaries on tf.distribute.
 
 Entry point: `detection.executor.run(mode, model_fn, params, model_dir, strategy)`; the model
-contract is `detection.executor.model_fn.ModelFn`; strategies come from
+contract is `detection.core.model_fn.ModelFn`; strategies come from
 `detection.executor.distribution.build_strategy`.
 """
 

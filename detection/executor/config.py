@@ -7,7 +7,8 @@ gradient_clip_norm, checkpoint.{path, prefix, skip_variables_regex}}`,
 skip_eval_loss, suffix}`, `architecture.use_bfloat16`. (`train.optimizer` and
 `train.learning_rate` are read by `detection.modeling`.)
 
-Executor keys added by this framework (defaults apply when a config lacks them):
+Executor keys added by this framework (their defaults are in `detection/configs/base_config.py`,
+like every other key's):
 - `train.checkpoint_interval` (null): save every this many steps, at a host-loop boundary;
   null means every `iterations_per_loop` steps (every host loop). A checkpoint is also saved at
   the end of training, before each evaluation of train_and_eval, and on SIGTERM.
@@ -56,20 +57,18 @@ def from_params(params, strategy):
     """Builds the ExecutorConfig of a run (ValueError naming the key on a bad value)."""
     train, evaluation = params.train, params.eval
     iterations_per_loop = _positive(train.iterations_per_loop, "train.iterations_per_loop")
-    interval = train.get("checkpoint_interval", None)
+    interval = train.checkpoint_interval
     interval = (
         iterations_per_loop
         if interval is None
         else _positive(interval, "train.checkpoint_interval")
     )
-    jit_compile = train.get("jit_compile", None)
+    jit_compile = train.jit_compile
     if jit_compile is None:
         jit_compile = distribution.is_tpu_strategy(strategy)
-    norm = params.get("batch_norm_activation", None)
     if (
         jit_compile
-        and norm is not None
-        and norm.get("use_sync_bn", False)
+        and params.batch_norm_activation.use_sync_bn
         and not distribution.is_tpu_strategy(strategy)
         and strategy.num_replicas_in_sync > 1
     ):
@@ -79,7 +78,7 @@ def from_params(params, strategy):
             "batch_norm_activation.use_sync_bn=true with train.jit_compile=true "
             "needs a TPU; on CPU/GPU replicas set train.jit_compile: false"
         )
-    eval_samples = evaluation.get("eval_samples", None)
+    eval_samples = evaluation.eval_samples
     if eval_samples is not None:
         _positive(eval_samples, "eval.eval_samples")
     checkpoint = train.checkpoint
@@ -89,7 +88,7 @@ def from_params(params, strategy):
         train_batch_size=_positive(train.train_batch_size, "train.train_batch_size"),
         checkpoint_interval=interval,
         checkpoint_max_to_keep=_positive(
-            train.get("checkpoint_max_to_keep", 5), "train.checkpoint_max_to_keep"
+            train.checkpoint_max_to_keep, "train.checkpoint_max_to_keep"
         ),
         jit_compile=bool(jit_compile),
         use_bfloat16=bool(params.architecture.use_bfloat16),
@@ -97,14 +96,14 @@ def from_params(params, strategy):
         regularization_variable_regex=train.regularization_variable_regex,
         frozen_variable_prefix=train.frozen_variable_prefix,
         gradient_clip_norm=float(train.gradient_clip_norm or 0.0),
-        warm_start_path=checkpoint.get("path", "") or "",
-        warm_start_prefix=checkpoint.get("prefix", "") or "",
-        warm_start_skip_regex=checkpoint.get("skip_variables_regex", "") or "",
+        warm_start_path=checkpoint.path or "",
+        warm_start_prefix=checkpoint.prefix or "",
+        warm_start_skip_regex=checkpoint.skip_variables_regex or "",
         eval_batch_size=_positive(evaluation.eval_batch_size, "eval.eval_batch_size"),
         eval_samples=eval_samples,
-        min_eval_interval=float(evaluation.get("min_eval_interval", 180) or 0),
-        eval_timeout=evaluation.get("eval_timeout", None),
+        min_eval_interval=float(evaluation.min_eval_interval or 0),
+        eval_timeout=evaluation.eval_timeout,
         num_steps_per_eval=_positive(evaluation.num_steps_per_eval, "eval.num_steps_per_eval"),
-        skip_eval_loss=bool(evaluation.get("skip_eval_loss", False)),
-        eval_suffix=evaluation.get("suffix", "") or "",
+        skip_eval_loss=bool(evaluation.skip_eval_loss),
+        eval_suffix=evaluation.suffix or "",
     )

@@ -11,7 +11,7 @@ import os
 import keras
 import tensorflow as tf
 
-STRATEGY_TYPES = ("tpu", "mirrored", "multi_worker_mirrored", "one_device")
+from detection.core import strategies
 
 _log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def build_strategy(
     """Creates the `tf.distribute.Strategy` of a run.
 
     Args:
-      strategy_type: one of `STRATEGY_TYPES`.
+      strategy_type: one of `detection.core.strategies.STRATEGY_TYPES`.
       tpu: TPU name or grpc:// address, or 'local' on a TPU VM (strategy_type 'tpu').
       tpu_zone: GCE zone of the TPU.
       gcp_project: GCP project of the TPU.
@@ -53,7 +53,7 @@ def build_strategy(
     Raises:
       ValueError: unknown type, missing TF_CONFIG, too few GPUs or a core-count mismatch.
     """
-    if strategy_type == "tpu":
+    if strategy_type == strategies.TPU:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
             tpu=tpu, zone=tpu_zone, project=gcp_project
         )
@@ -65,17 +65,17 @@ def build_strategy(
                 f"--num_cores={num_cores} but TPU '{tpu}' has {strategy.num_replicas_in_sync} cores"
             )
         return strategy
-    if strategy_type in ("mirrored", "one_device") and num_gpus:
+    if strategy_type in (strategies.MIRRORED, strategies.ONE_DEVICE) and num_gpus:
         found = len(tf.config.list_physical_devices("GPU"))
         if found < num_gpus:
             raise ValueError(f"--num_gpus={num_gpus} but this machine has {found} GPU(s)")
-    if strategy_type == "mirrored":
+    if strategy_type == strategies.MIRRORED:
         if num_gpus:
             return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(num_gpus)])
         if num_cores:
             return tf.distribute.MirroredStrategy(_logical_cpus(num_cores))
         return tf.distribute.MirroredStrategy()
-    if strategy_type == "multi_worker_mirrored":
+    if strategy_type == strategies.MULTI_WORKER_MIRRORED:
         if not os.environ.get("TF_CONFIG"):
             raise ValueError(
                 "strategy_type 'multi_worker_mirrored' needs the TF_CONFIG "
@@ -86,10 +86,11 @@ def build_strategy(
         except json.JSONDecodeError as error:
             raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from error
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if strategy_type == "one_device":
+    if strategy_type == strategies.ONE_DEVICE:
         return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus else "/cpu:0")
     raise ValueError(
-        f"unknown strategy_type {strategy_type!r}; use one of " + ", ".join(STRATEGY_TYPES)
+        f"unknown strategy_type {strategy_type!r}; use one of "
+        + ", ".join(strategies.STRATEGY_TYPES)
     )
 
 

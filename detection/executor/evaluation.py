@@ -19,9 +19,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from detection.executor import distribution
-from detection.executor import inputs
-from detection.executor import model_fn as model_fn_lib
+from detection.core import modes
+from detection.executor import distribution, inputs
 
 _log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class Evaluation:
         return self._strategy.run(self._replica_step, args=(features, labels))
 
     def _forward(self, features, labels):
-        outputs = self._model_fn(self._model, features, labels, model_fn_lib.EVAL)
+        outputs = self._model_fn(self._model, features, labels, modes.EVAL)
         if not isinstance(outputs, dict) or "predictions" not in outputs:
             raise ValueError(
                 "model fn 'eval' output must be a dict with 'predictions', got "
@@ -97,7 +96,7 @@ class Evaluation:
             self._evaluator.reset()
         dataset = inputs.distributed_dataset(
             self._strategy,
-            self._model_fn.input_fn(model_fn_lib.EVAL),
+            self._model_fn.input_fn(modes.EVAL),
             self._eval_batch_size,
             "eval.eval_batch_size",
         )

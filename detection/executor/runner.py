@@ -20,15 +20,11 @@ import os
 
 import tensorflow as tf
 
-from detection.executor import checkpoints
+from detection.core import modes
+from detection.executor import checkpoints, distribution, evaluation, summaries
 from detection.executor import config as config_lib
-from detection.executor import distribution
-from detection.executor import evaluation
-from detection.executor import summaries
 from detection.executor import trainer as trainer_lib
 from detection.hyperparameters import params_dict
-
-MODES = ("train", "eval", "train_and_eval")
 
 _log = logging.getLogger(__name__)
 
@@ -123,7 +119,7 @@ def run(mode, model_fn, params, model_dir, strategy):
 
     Args:
       mode: 'train', 'eval' or 'train_and_eval'.
-      model_fn: a `detection.executor.model_fn.ModelFn`.
+      model_fn: a `detection.core.model_fn.ModelFn`.
       params: the experiment's ParamsDict (train.*, eval.*, architecture.use_bfloat16).
       model_dir: directory for checkpoints, summaries, params.yaml and metrics.
       strategy: from `distribution.build_strategy`.
@@ -136,17 +132,19 @@ def run(mode, model_fn, params, model_dir, strategy):
       trainer.NonFiniteLossError: the loss diverged.
       preemption.TrainingPreempted: SIGTERM (after saving a checkpoint).
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown executor mode {mode!r}; use one of " + ", ".join(MODES))
+    if mode not in modes.RUN_MODES:
+        raise ValueError(
+            f"unknown executor mode {mode!r}; use one of " + ", ".join(modes.RUN_MODES)
+        )
     if not model_dir:
         raise ValueError("model_dir is empty")
     config = config_lib.from_params(params, strategy)
     tf.io.gfile.makedirs(model_dir)
-    if mode != "eval" and distribution.is_chief(strategy):
+    if mode != modes.EVAL and distribution.is_chief(strategy):
         params_dict.save_params_dict_to_yaml(params, os.path.join(model_dir, "params.yaml"))
-    if mode == "train":
+    if mode == modes.TRAIN:
         trainer = trainer_lib.Trainer(model_fn, params, config, model_dir, strategy)
         return trainer.train(config.total_steps)
-    if mode == "eval":
+    if mode == modes.EVAL:
         return _continuous_eval(model_fn, config, model_dir, strategy)
     return _train_and_eval(model_fn, params, config, model_dir, strategy)

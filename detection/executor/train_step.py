@@ -16,9 +16,8 @@ import logging
 
 import tensorflow as tf
 
-from detection.executor import distribution
-from detection.executor import model_fn as model_fn_lib
-from detection.executor import variable_selection
+from detection.core import modes
+from detection.executor import distribution, variable_selection
 
 MAX_REPORTED_LOSSES = 64
 # Reported by the executor itself; a model fn's `losses` with these names are ignored.
@@ -63,7 +62,7 @@ class TrainStep:
         strategy: the tf.distribute strategy (the model and optimizer live in its scope).
         model_fn: the ModelFn; called as `model_fn(model, features, labels, 'train')`.
         model: the keras.Model.
-        optimizer: an optimizer from `detection.modeling.optimizers` (expects summed
+        optimizer: an optimizer from `detection.executor.optimizers` (expects summed
           gradients), built on `trained_variables`.
         trained_variables: variables to update.
         regularized_variables: variables in the L2 penalty.
@@ -99,7 +98,7 @@ class TrainStep:
     def _compute_gradients(self, features, labels):
         num_replicas = self._strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            outputs = self._model_fn(self._model, features, labels, model_fn_lib.TRAIN)
+            outputs = self._model_fn(self._model, features, labels, modes.TRAIN)
             if not isinstance(outputs, dict) or "total_loss" not in outputs:
                 raise ValueError(
                     "model fn 'train' output must be a dict with 'total_loss', got "

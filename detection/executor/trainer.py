@@ -13,17 +13,19 @@ import time
 
 import tensorflow as tf
 
-from detection.executor import checkpoints
-from detection.executor import distribution
-from detection.executor import inputs
-from detection.executor import model_fn as model_fn_lib
-from detection.executor import preemption
-from detection.executor import summaries
+from detection.core import modes
+from detection.executor import (
+    checkpoints,
+    distribution,
+    inputs,
+    learning_rates,
+    optimizers,
+    preemption,
+    summaries,
+    variable_selection,
+    warm_start,
+)
 from detection.executor import train_step as train_step_lib
-from detection.executor import variable_selection
-from detection.executor import warm_start
-from detection.modeling import learning_rates
-from detection.modeling import optimizers
 
 _log = logging.getLogger(__name__)
 
@@ -169,7 +171,7 @@ class Trainer:
         if self._iterator is None:
             dataset = inputs.distributed_dataset(
                 self._strategy,
-                self._model_fn.input_fn(model_fn_lib.TRAIN),
+                self._model_fn.input_fn(modes.TRAIN),
                 self._config.train_batch_size,
                 "train.train_batch_size",
             )

@@ -13,8 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from detection.configs.base_config import BASE_CFG
+from detection.core import model_fn as model_fn_lib
+from detection.core import modes
 from detection.executor import checkpoints
-from detection.executor import model_fn as model_fn_lib
 from detection.hyperparameters.params_dict import ParamsDict
 
 IMAGE_SIZE = 8
@@ -150,14 +151,14 @@ class FakeModelFn(model_fn_lib.ModelFn):
         return model
 
     def __call__(self, model, features, labels, mode):
-        logits = tf.cast(model(features["images"], training=mode == model_fn_lib.TRAIN), tf.float32)
-        if mode == model_fn_lib.PREDICT:
+        logits = tf.cast(model(features["images"], training=mode == modes.TRAIN), tf.float32)
+        if mode == modes.PREDICT:
             return {"predictions": {"logits": logits}}
         cls_loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels["classes"], logits=logits)
         )
         box_loss = 0.01 * tf.reduce_mean(tf.square(logits))
-        if mode == model_fn_lib.TRAIN:
+        if mode == modes.TRAIN:
             return {
                 "total_loss": cls_loss + box_loss,
                 "losses": {"cls_loss": cls_loss, "box_loss": box_loss},
@@ -168,7 +169,7 @@ class FakeModelFn(model_fn_lib.ModelFn):
         }
 
     def input_fn(self, mode):
-        if mode == model_fn_lib.TRAIN:
+        if mode == modes.TRAIN:
             images, classes = self.train_data
             global_batch = self.params.train.train_batch_size
 

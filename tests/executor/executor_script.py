@@ -12,14 +12,12 @@ import logging
 import sys
 import tempfile
 
+import executor_fakes as fakes
 import numpy as np
 
-import executor_fakes as fakes
 from detection import executor
 from detection.executor import config as config_lib
-from detection.executor import distribution
-from detection.executor import evaluation
-from detection.executor import preemption
+from detection.executor import distribution, evaluation, preemption
 from detection.executor import trainer as trainer_lib
 
 

@@ -5,17 +5,13 @@ import json
 import os
 import re
 
+import executor_fakes as fakes
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import executor_fakes as fakes
 from detection import executor
-from detection.executor import checkpoints
-from detection.executor import distribution
-from detection.executor import evaluation
-from detection.executor import inputs
-from detection.executor import summaries
+from detection.executor import checkpoints, distribution, evaluation, inputs, summaries
 
 
 @pytest.fixture(scope="module")

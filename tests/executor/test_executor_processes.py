@@ -13,11 +13,11 @@ import subprocess
 import sys
 import time
 
+import executor_fakes as fakes
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import executor_fakes as fakes
 from detection.executor import checkpoints
 from detection.executor import config as config_lib
 from detection.executor import trainer as trainer_lib

@@ -6,10 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from detection.executor import variable_selection
+from detection.executor import learning_rates, optimizers, variable_selection
 from detection.hyperparameters.params_dict import ParamsDict
-from detection.modeling import learning_rates
-from detection.modeling import optimizers
 
 
 def _lr_params(**overrides):
@@ -188,3 +186,21 @@ def test_l2_loss_is_half_sum_of_squares():
     expected = 1e-3 * sum(np.sum(np.square(v.numpy())) for v in kernels) / 2
     assert float(variable_selection.l2_loss(kernels, 1e-3)) == pytest.approx(expected, rel=1e-5)
     assert float(variable_selection.l2_loss(kernels, 0.0)) == 0.0
+
+
+def test_linear_warmup_wraps_any_decay():
+    class Halving(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.8 * 0.5 ** (keras.ops.cast(step, "float32") // 10)
+
+    schedule = learning_rates.LinearWarmup(Halving(), warmup_steps=20, warmup_learning_rate=0.0)
+    # The warmup climbs towards the decay's value where it ends: 0.8 / 4 at step 20.
+    expected = {0: 0.0, 10: 0.1, 19: 0.19, 20: 0.2, 30: 0.1, 45: 0.8 / 16}
+    for step, value in expected.items():
+        assert _at(schedule, step) == pytest.approx(value, rel=1e-6), step
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(
+            learning_rates.learning_rate_schedule(_lr_params(), 22500)
+        )
+    )
+    assert [_at(restored, s) for s in (0, 250, 15000)] == pytest.approx([0.0067, 0.04335, 0.008])

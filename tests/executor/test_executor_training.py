@@ -4,19 +4,17 @@ exact step math (frozen variables, L2, clipping)."""
 import logging
 import os
 
+import executor_fakes as fakes
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import executor_fakes as fakes
 from detection import executor
-from detection.executor import checkpoints
+from detection.core import modes
+from detection.executor import checkpoints, distribution, warm_start
 from detection.executor import config as config_lib
-from detection.executor import distribution
-from detection.executor import model_fn as model_fn_lib
 from detection.executor import trainer as trainer_lib
-from detection.executor import warm_start
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,7 @@ def test_train_step_compiles_with_xla(tmp_path, strategy):
         results[jit] = (_values(trainer.model.variables), trainer.last_losses["total_loss"])
         if jit:
             features, labels = next(
-                iter(trainer._model_fn.input_fn(model_fn_lib.TRAIN)(tf.distribute.InputContext()))
+                iter(trainer._model_fn.input_fn(modes.TRAIN)(tf.distribute.InputContext()))
             )
             hlo = trainer.train_step.compute_gradients.experimental_get_compiler_ir(
                 features, labels
@@ -120,12 +118,10 @@ def test_one_step_matches_reference_with_frozen_l2_and_clipping(tmp_path, strate
     model_fn = fakes.FakeModelFn(params)
     reference = model_fn.build_model()
     before = _values(reference.variables)
-    features, labels = next(
-        iter(model_fn.input_fn(model_fn_lib.TRAIN)(tf.distribute.InputContext()))
-    )
+    features, labels = next(iter(model_fn.input_fn(modes.TRAIN)(tf.distribute.InputContext())))
     trained = [v for v in reference.trainable_variables if not v.path.startswith("conv/")]
     with tf.GradientTape() as tape:
-        loss = model_fn(reference, features, labels, model_fn_lib.TRAIN)["total_loss"]
+        loss = model_fn(reference, features, labels, modes.TRAIN)["total_loss"]
         loss += wd * 0.5 * tf.reduce_sum(tf.square(reference.get_layer("head").kernel))
     grads = [g.numpy() for g in tape.gradient(loss, trained)]
     norm = np.sqrt(sum(np.sum(g * g) for g in grads))

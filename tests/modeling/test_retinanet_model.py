@@ -1,4 +1,4 @@
-"""RetinanetModelFn end to end on the tiny shapes dataset: the model fn contract (train /
+"""RetinaNetModelFn end to end on the tiny shapes dataset: the model fn contract (train /
 eval / predict outputs and static shapes), full XLA-compiled train and eval steps, and the
 mixed_bfloat16 policy."""
 
@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from detection.configs import loader
-from detection.executor.model_fn import EVAL, PREDICT, TRAIN
-from detection.modeling import factory as model_factory
-from detection.modeling import optimizers
+from detection.core.modes import EVAL, PREDICT, TRAIN
+from detection.executor import optimizers
+from detection.model_fns import factory as model_fn_factory
 
 BATCH = 2
 MAX_TOTAL_SIZE = 10
@@ -57,7 +57,7 @@ def tiny_params(paths, **extra):
 @pytest.fixture(scope="module")
 def batches(tiny_shapes):
     """One train batch and one eval batch from the real input pipelines."""
-    model_fn = model_factory.model_fn_from_params(tiny_params(tiny_shapes))
+    model_fn = model_fn_factory.model_fn_from_params(tiny_params(tiny_shapes))
     train = next(iter(model_fn.input_fn(TRAIN)(None)))
     evaluation = next(iter(model_fn.input_fn(EVAL)(None)))
     return train, evaluation
@@ -65,7 +65,7 @@ def batches(tiny_shapes):
 
 def _build(params, seed=0):
     keras.utils.set_random_seed(seed)
-    model_fn = model_factory.model_fn_from_params(params)
+    model_fn = model_fn_factory.model_fn_from_params(params)
     return model_fn, model_fn.build_model()
 
 
@@ -129,10 +129,28 @@ def test_eval_and_predict_outputs_have_static_shapes(tiny_shapes, batches):
     np.testing.assert_allclose(
         predict["predictions"]["detection_scores"], predictions["detection_scores"], rtol=1e-6
     )
-    skip_fn = model_factory.model_fn_from_params(
+    skip_fn = model_fn_factory.model_fn_from_params(
         tiny_params(tiny_shapes, **{"eval.skip_eval_loss": True})
     )
     assert set(skip_fn(model, features, labels, EVAL)) == {"predictions"}
+
+
+def test_padded_examples_do_not_enter_eval_losses(tiny_shapes):
+    """8 val images in batches of 3: the last batch holds 2 images and 1 padding entry."""
+    params = tiny_params(tiny_shapes, **{"eval.eval_batch_size": 3})
+    model_fn, model = _build(params)
+    batches = list(model_fn.input_fn(EVAL)(None))
+    features, labels = batches[-1]
+    np.testing.assert_array_equal(features["valid"], [True, True, False])
+    padded = model_fn(model, features, labels, EVAL)["losses"]
+
+    def first_two(structure):
+        return tf.nest.map_structure(lambda t: t[:2], structure)
+
+    real_features = {k: v for k, v in first_two(features).items() if k != "valid"}
+    real = model_fn(model, real_features, first_two(labels), EVAL)["losses"]
+    for name in ("cls_loss", "box_loss"):
+        assert float(padded[name]) == pytest.approx(float(real[name]), rel=1e-5), name
 
 
 def _xla_train_step(model_fn, model, optimizer):
@@ -216,7 +234,7 @@ def test_eval_step_with_nms_compiles_with_xla(tiny_shapes, batches):
 def test_mixed_bfloat16_policy(tiny_shapes, batches):
     params = tiny_params(tiny_shapes)
     keras.utils.set_random_seed(0)
-    model_fn = model_factory.model_fn_from_params(params)
+    model_fn = model_fn_factory.model_fn_from_params(params)
     model_fn.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
     model = model_fn.build_model()
     # Variables stay float32; the convolutions compute in bfloat16.

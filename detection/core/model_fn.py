@@ -20,6 +20,8 @@ checkpoints and summaries. Models never see the strategy; the executor never see
 `__call__(model, features, labels, mode)` runs inside one replica on that replica's local
 batch `b = global batch / num_replicas`:
 
+Modes are the strings of `detection.core.modes` (`TRAIN`, `EVAL`, `PREDICT`).
+
 - mode "train": returns `{'total_loss': scalar float32, 'losses': {name: scalar}}`, where
   `total_loss` is the mean over the LOCAL batch *without* L2 weight decay (the executor adds
   L2 from `train.l2_weight_decay` and divides by the number of replicas, so that the summed
@@ -44,11 +46,6 @@ labels have it, and adds `predictions['valid']` when the features have `valid` (
 """
 
 import keras
-
-TRAIN = "train"
-EVAL = "eval"
-PREDICT = "predict"
-MODES = (TRAIN, EVAL, PREDICT)
 
 
 class ModelFn:

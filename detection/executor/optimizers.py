@@ -28,7 +28,7 @@ def _check_keras_hook():
     if not hasattr(keras.optimizers.SGD, "_all_reduce_sum_gradients"):
         raise RuntimeError(
             "this Keras version has no Optimizer._all_reduce_sum_gradients; "
-            "detection.modeling.optimizers must be updated for it"
+            "detection.executor.optimizers must be updated for it"
         )
 
 

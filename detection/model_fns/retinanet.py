@@ -3,16 +3,41 @@
 import numpy as np
 import tensorflow as tf
 
+from detection.core.model_fn import ModelFn
+from detection.core.modes import EVAL, TRAIN
 from detection.dataloader import factory as dataloader_factory
 from detection.evaluation import factory as evaluation_factory
-from detection.executor.model_fn import EVAL, TRAIN, ModelFn
-from detection.modeling import architecture_factory
-from detection.modeling.losses.retinanet_losses import RetinanetLoss
+from detection.modeling.losses.retinanet_losses import RetinaNetLoss
+from detection.modeling.networks import factory as network_factory
 from detection.ops.postprocess import MultilevelDetectionGenerator
 
 
-class RetinanetModelFn(ModelFn):
-    """`--model=retinanet`: see detection/executor/model_fn.py for the contract.
+def _without_padding(labels, valid):
+    """Targets with the padded examples of an eval batch turned into ignored anchors.
+
+    The input pipeline pads the last eval batch with -1 everywhere; as targets that would be
+    negatives and non-zero box targets, so padding would enter the eval losses. Ignored
+    anchors (-2), zero box targets and zero positives leave the losses of the real examples.
+
+    Args:
+      labels: RetinaNet labels (`cls_targets`, `box_targets` per level, `num_positives [b]`).
+      valid: [b] bool, False for padding.
+    """
+
+    def where_valid(values, fill):
+        mask = tf.reshape(valid, [-1] + [1] * (values.shape.rank - 1))
+        return tf.where(mask, values, tf.cast(fill, values.dtype))
+
+    return dict(
+        labels,
+        cls_targets={k: where_valid(v, -2) for k, v in labels["cls_targets"].items()},
+        box_targets={k: where_valid(v, 0) for k, v in labels["box_targets"].items()},
+        num_positives=where_valid(labels["num_positives"], 0),
+    )
+
+
+class RetinaNetModelFn(ModelFn):
+    """`--model=retinanet`: see detection/core/model_fn.py for the contract.
 
     Features: `images [b, H, W, 3]`, `image_info [b, 4, 2]`, `source_ids [b]`.
     Train labels: `cls_targets {'3': [b, h, w, A]}`, `box_targets {'3': [b, h, w, A*4]}`,
@@ -41,14 +66,14 @@ class RetinanetModelFn(ModelFn):
         self._loss = None
 
     def build_model(self):
-        network = architecture_factory.retinanet_network_from_params(
+        network = network_factory.retinanet_network_from_params(
             self.params, dtype=self.dtype_policy
         )
         network(tf.zeros([1] + self._output_size + [3]), training=False)
         loss_params = self.params.retinanet_loss
         # Built here, inside the strategy scope, because a moving-average normalizer owns a
         # variable; attaching it to the network puts it in checkpoints.
-        self._loss = RetinanetLoss(
+        self._loss = RetinaNetLoss(
             num_classes=self.params.architecture.num_classes,
             focal_loss_alpha=loss_params.focal_loss_alpha,
             focal_loss_gamma=loss_params.focal_loss_gamma,
@@ -84,6 +109,8 @@ class RetinanetModelFn(ModelFn):
         )
         result = {"predictions": predictions}
         if mode == EVAL and labels is not None and not self.params.eval.skip_eval_loss:
+            if "valid" in features:
+                labels = _without_padding(labels, features["valid"])
             result["losses"] = self._losses(outputs, labels, training=False)["losses"]
         return result
 
