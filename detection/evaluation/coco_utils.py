@@ -20,6 +20,9 @@ import numpy as np
 from pycocotools import coco as pycoco
 from pycocotools import mask as mask_api
 
+from detection.ops import boxes as box_ops
+from detection.ops import masks as mask_ops
+
 _REQUIRED_PREDICTION_KEYS = (
     "source_id",
     "image_info",
@@ -76,99 +79,6 @@ def valid_entries(source_ids, valid=None):
     return keep
 
 
-def boxes_to_original_pixels(boxes, image_info):
-    """Maps network-input boxes back to original image pixels: (box + offset) / scale.
-
-    Args:
-      boxes: [b, K, 4] yxyx in network-input pixels.
-      image_info: [b, 4, 2] as in CONVENTIONS ('Image info'); rows 2 and 3 are the
-        (y, x) scale and offset.
-
-    Returns:
-      [b, K, 4] float64 yxyx in original pixels.
-    """
-    boxes = np.asarray(boxes, np.float64)
-    image_info = np.asarray(image_info, np.float64)
-    if boxes.shape[-1] != 4 or image_info.shape[1:] != (4, 2):
-        raise ValueError(
-            f"Expected boxes [b, K, 4] and image_info [b, 4, 2], got "
-            f"{boxes.shape} and {image_info.shape}."
-        )
-    scale = np.tile(image_info[:, 2, :], 2)[:, None, :]
-    offset = np.tile(image_info[:, 3, :], 2)[:, None, :]
-    return (boxes + offset) / scale
-
-
-def yxyx_to_xywh(boxes):
-    """[..., 4] [ymin, xmin, ymax, xmax] -> [..., 4] COCO [x, y, width, height]."""
-    boxes = np.asarray(boxes)
-    return np.stack(
-        [
-            boxes[..., 1],
-            boxes[..., 0],
-            boxes[..., 3] - boxes[..., 1],
-            boxes[..., 2] - boxes[..., 0],
-        ],
-        axis=-1,
-    )
-
-
-def _bilinear_weights(start, end, cells, size):
-    """Weights sampling `cells` mask cells spanning [start, end) at pixel centres.
-
-    The mask is treated as zero outside its cells (the bilinear "zero padding" of Detectron-style
-    pasting), so at threshold 0.5 an all-ones mask covers the pixels whose centres lie inside
-    the box, less the corners that bilinear sampling rounds off.
-
-    Returns:
-      (weights [n, cells], first_pixel) for pixels first_pixel .. first_pixel + n - 1, or
-      (None, 0) when no pixel of [0, size) is touched.
-    """
-    cell = (end - start) / cells
-    first = max(int(np.floor(start - cell)), 0)
-    last = min(int(np.ceil(end + cell)), size)
-    if last <= first:
-        return None, 0
-    centres = np.arange(first, last, dtype=np.float64) + 0.5
-    coords = (centres - start) / cell - 0.5
-    weights = np.maximum(0.0, 1.0 - np.abs(coords[:, None] - np.arange(cells)[None, :]))
-    return weights, first
-
-
-def paste_instance_mask(mask, box, image_height, image_width, threshold=0.5):
-    """Pastes one box-relative soft mask into an image-sized binary mask.
-
-    Each image pixel centre is mapped into mask coordinates (cell i's centre sits at
-    `ymin + (i + 0.5) * (ymax - ymin) / mask_h`) and the mask is sampled bilinearly, counting
-    values outside the mask as 0; pixels with value >= threshold are foreground.
-
-    Args:
-      mask: [mask_h, mask_w] foreground probabilities over `box`.
-      box: [4] yxyx in image pixels (may extend past the image).
-      image_height: int, output height.
-      image_width: int, output width.
-      threshold: float binarisation threshold.
-
-    Returns:
-      [image_height, image_width] uint8 in {0, 1}.
-    """
-    mask = np.asarray(mask, np.float64)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be [mask_h, mask_w], got shape {mask.shape}.")
-    out = np.zeros((int(image_height), int(image_width)), np.uint8)
-    ymin, xmin, ymax, xmax = (float(v) for v in box)
-    if not (ymax > ymin and xmax > xmin):
-        return out
-    row_weights, y0 = _bilinear_weights(ymin, ymax, mask.shape[0], out.shape[0])
-    col_weights, x0 = _bilinear_weights(xmin, xmax, mask.shape[1], out.shape[1])
-    if row_weights is None or col_weights is None:
-        return out
-    # Bilinear sampling is separable: rows then columns, two small matrix products.
-    values = row_weights @ mask @ col_weights.T
-    out[y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]] = values >= threshold
-    return out
-
-
 def encode_mask_rle(binary_mask):
     """[H, W] {0, 1} mask -> COCO compressed RLE dict with a JSON-safe `counts` string."""
     rle = mask_api.encode(np.asfortranarray(np.asarray(binary_mask, np.uint8)))
@@ -209,15 +119,18 @@ def predictions_to_coco_results(predictions, include_mask=False):
             f"and detection_scores {scores.shape} disagree on K."
         )
     keep = valid_entries(source_ids, predictions.get("valid"))
-    original_boxes = boxes_to_original_pixels(boxes, image_info)
-    xywh = yxyx_to_xywh(original_boxes)
+    original_boxes = box_ops.boxes_to_original_pixels(
+        np.asarray(boxes, np.float64), np.asarray(image_info, np.float64)
+    )
+    xywh = box_ops.yxyx_to_xywh(original_boxes)
     if include_mask:
         _require(predictions, ("detection_masks",), what)
         masks = _as_array(predictions, "detection_masks", what, 4, b)
         mask_boxes = original_boxes
         if "detection_outer_boxes" in predictions:
-            mask_boxes = boxes_to_original_pixels(
-                _as_array(predictions, "detection_outer_boxes", what, 3, b), image_info
+            mask_boxes = box_ops.boxes_to_original_pixels(
+                np.asarray(_as_array(predictions, "detection_outer_boxes", what, 3, b), np.float64),
+                np.asarray(image_info, np.float64),
             )
 
     image_ids, results = [], []
@@ -246,7 +159,7 @@ def predictions_to_coco_results(predictions, include_mask=False):
             }
             if include_mask:
                 result["segmentation"] = encode_mask_rle(
-                    paste_instance_mask(masks[i, j], mask_boxes[i, j], height, width)
+                    mask_ops.paste_instance_mask(masks[i, j], mask_boxes[i, j], height, width)
                 )
             results.append(result)
     return image_ids, results
@@ -290,7 +203,7 @@ def groundtruths_to_coco_images_and_annotations(groundtruths, keep=None, include
     if include_mask:
         _require(groundtruths, ("masks",), what)
         masks = _as_array(groundtruths, "masks", what, 4, b)
-    xywh = yxyx_to_xywh(np.asarray(boxes, np.float64))
+    xywh = box_ops.yxyx_to_xywh(np.asarray(boxes, np.float64))
     keep = valid_entries(source_ids) if keep is None else np.asarray(keep, bool)
 
     images, annotations = [], []

@@ -230,6 +230,54 @@ def denormalize_boxes(boxes, image_shape):
     return boxes * scale
 
 
+def _is_numpy(*values):
+    return all(isinstance(v, np.ndarray) for v in values)
+
+
+def _scale_and_offset(image_info, dtype_of):
+    """(scale, offset), each [..., 1, 4] (y, x, y, x), from image_info [..., 4, 2]."""
+    if _is_numpy(image_info):
+        info = np.asarray(image_info, dtype_of.dtype)
+        scale, offset = info[..., 2:3, :], info[..., 3:4, :]
+        return np.concatenate([scale, scale], -1), np.concatenate([offset, offset], -1)
+    info = tf.cast(image_info, dtype_of.dtype)
+    scale, offset = info[..., 2:3, :], info[..., 3:4, :]
+    return tf.concat([scale, scale], -1), tf.concat([offset, offset], -1)
+
+
+def boxes_to_network_input(boxes, image_info):
+    """Maps boxes in original-image pixels into the network input: `box * scale - offset`.
+
+    Args:
+      boxes: [..., K, 4] yxyx, original pixels (NumPy array or tensor).
+      image_info: [..., 4, 2] (docs/CONVENTIONS.md 'Image info'); rows 2 and 3 are the (y, x)
+        scale and offset. Its leading dimensions are those of `boxes` without K.
+
+    Returns:
+      [..., K, 4] yxyx in network-input pixels, not clipped; NumPy in, NumPy out.
+    """
+    if not _is_numpy(boxes, image_info):
+        boxes = tf.convert_to_tensor(boxes)
+    scale, offset = _scale_and_offset(image_info, boxes)
+    return boxes * scale - offset
+
+
+def boxes_to_original_pixels(boxes, image_info):
+    """Inverse of `boxes_to_network_input`: `(box + offset) / scale`.
+
+    Args:
+      boxes: [..., K, 4] yxyx in network-input pixels (NumPy array or tensor).
+      image_info: [..., 4, 2] as in `boxes_to_network_input`.
+
+    Returns:
+      [..., K, 4] yxyx in original-image pixels; NumPy in, NumPy out.
+    """
+    if not _is_numpy(boxes, image_info):
+        boxes = tf.convert_to_tensor(boxes)
+    scale, offset = _scale_and_offset(image_info, boxes)
+    return (boxes + offset) / scale
+
+
 def yxyx_to_xywh(boxes):
     """Converts `[ymin, xmin, ymax, xmax]` to COCO `[xmin, ymin, width, height]`.
 

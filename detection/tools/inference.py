@@ -19,11 +19,13 @@ from PIL import Image
 
 from detection import main_lib
 from detection.configs import loader
+from detection.core import exit_codes
+from detection.core.modes import PREDICT
 from detection.dataloader import preprocess_ops
 from detection.executor import checkpoints
-from detection.executor.model_fn import PREDICT
 from detection.hyperparameters import ParamsError
-from detection.modeling import factory as model_factory
+from detection.model_fns import factory as model_fn_factory
+from detection.ops import boxes as box_ops
 from detection.tools import visualize
 
 
@@ -47,7 +49,7 @@ class Detector:
                 f"{path} is neither a directory nor a checkpoint ({path}.index does not exist)"
             )
         self.checkpoint_path = path
-        self._model_fn = model_factory.model_fn_from_params(params)
+        self._model_fn = model_fn_factory.model_fn_from_params(params)
         self._model = self._model_fn.build_model()
         checkpoints.restore_model(self._model, path)
         self._output_size = list(params[params.architecture.parser].output_size)
@@ -77,9 +79,9 @@ class Detector:
         images, image_info = self.preprocess(image)
         predictions = self._predict(images, image_info)
         count = int(predictions["num_detections"][0])
-        info = image_info[0].numpy()
-        boxes = predictions["detection_boxes"][0, :count].numpy()
-        boxes = (boxes + np.tile(info[3], 2)) / np.tile(info[2], 2)
+        boxes = box_ops.boxes_to_original_pixels(
+            predictions["detection_boxes"][0, :count].numpy(), image_info[0].numpy()
+        )
         return {
             "boxes": boxes,
             "classes": predictions["detection_classes"][0, :count].numpy(),
@@ -116,18 +118,18 @@ def main(argv=None):
         params = loader.load_params(args.model, args.config_file, args.params_override)
     except ParamsError as error:
         print(f"inference: error: {error}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     files = sorted(glob.glob(args.image_file_pattern))
     if not files:
         print(f"inference: error: no file matches {args.image_file_pattern}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     try:
         names = visualize.load_category_names(args.label_map_file) if args.label_map_file else {}
         detector = Detector(params, args.model_dir)
     except (FileNotFoundError, ValueError, ParamsError) as error:
         # A wrong --model_dir or label map, or a config of another architecture.
         print(f"inference: error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     os.makedirs(args.output_dir, exist_ok=True)
     for path in files:
         image = read_image(path)

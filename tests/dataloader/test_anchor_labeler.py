@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from detection.dataloader import anchor_labeler
-from detection.dataloader import anchors as anchors_lib
+from detection.ops import anchors as anchors_lib
 
 
 def _anchors(min_level=3, max_level=5):

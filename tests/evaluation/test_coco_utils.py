@@ -8,28 +8,7 @@ from pycocotools import mask as mask_api
 
 from detection.evaluation import coco_utils
 
-
-def reference_paste(mask, box, height, width, threshold=0.5):
-    """Per-pixel bilinear sampling of the zero-bordered mask, by gathering 4 neighbours."""
-    mask_h, mask_w = mask.shape
-    ymin, xmin, ymax, xmax = box
-    padded = np.pad(np.asarray(mask, np.float64), 1)  # zero border: index 0 and mask_h + 1
-    rows = (np.arange(height) + 0.5 - ymin) / (ymax - ymin) * mask_h - 0.5 + 1
-    cols = (np.arange(width) + 0.5 - xmin) / (xmax - xmin) * mask_w - 0.5 + 1
-    rows = np.clip(rows, 0, mask_h + 1)
-    cols = np.clip(cols, 0, mask_w + 1)
-    r0 = np.minimum(np.floor(rows).astype(int), mask_h)
-    c0 = np.minimum(np.floor(cols).astype(int), mask_w)
-    fr = (rows - r0)[:, None]
-    fc = (cols - c0)[None, :]
-    r0, c0 = r0[:, None], c0[None, :]
-    value = (
-        (1 - fr) * (1 - fc) * padded[r0, c0]
-        + (1 - fr) * fc * padded[r0, c0 + 1]
-        + fr * (1 - fc) * padded[r0 + 1, c0]
-        + fr * fc * padded[r0 + 1, c0 + 1]
-    )
-    return (value >= threshold).astype(np.uint8)
+import numpy_references as references
 
 
 def make_predictions(source_ids, boxes, classes, scores, num_detections, image_info, **extra):
@@ -43,18 +22,6 @@ def make_predictions(source_ids, boxes, classes, scores, num_detections, image_i
     }
     predictions.update(extra)
     return predictions
-
-
-def test_boxes_to_original_pixels_by_hand():
-    image_info = [[[100, 80], [50, 160], [0.5, 2.0], [3.0, 5.0]]]
-    boxes = [[[10.0, 20.0, 30.0, 40.0]]]
-    # y: (10 + 3) / 0.5 = 26, (30 + 3) / 0.5 = 66; x: (20 + 5) / 2 = 12.5, (40 + 5) / 2 = 22.5
-    np.testing.assert_array_equal(
-        coco_utils.boxes_to_original_pixels(boxes, image_info), [[[26.0, 12.5, 66.0, 22.5]]]
-    )
-    np.testing.assert_array_equal(
-        coco_utils.yxyx_to_xywh([26.0, 12.5, 66.0, 22.5]), [12.5, 26.0, 10.0, 40.0]
-    )
 
 
 def test_predictions_to_results_skips_padding_and_maps_boxes():
@@ -148,55 +115,6 @@ def test_groundtruths_to_dataset_skips_padding():
     assert [(a["area"], a["iscrowd"]) for a in annotations] == [(200.0, 0), (16.0, 0)]
 
 
-def test_paste_all_ones_mask_covers_box_with_rounded_corners():
-    """Closed form for an all-ones mask: sampled value = coverage_y * coverage_x with the 1-d
-    coverage clip(min(u + 1, cells - u), 0, 1) at mask coordinate u; edge pixels (other axis
-    fully covered) are in exactly when their centre is inside the box."""
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        height, width = rng.integers(20, 70, size=2)
-        ymin, xmin = rng.uniform(-10, 40, size=2)
-        ymax, xmax = ymin + rng.uniform(1, 50), xmin + rng.uniform(1, 50)
-        mask_h, mask_w = rng.integers(1, 30, size=2)
-        pasted = coco_utils.paste_instance_mask(
-            np.ones([mask_h, mask_w]), [ymin, xmin, ymax, xmax], height, width
-        )
-        centres_y = np.arange(height) + 0.5
-        centres_x = np.arange(width) + 0.5
-        u = (centres_y - ymin) / (ymax - ymin) * mask_h - 0.5
-        v = (centres_x - xmin) / (xmax - xmin) * mask_w - 0.5
-        coverage_y = np.clip(np.minimum(u + 1, mask_h - u), 0, 1)
-        coverage_x = np.clip(np.minimum(v + 1, mask_w - v), 0, 1)
-        expected = coverage_y[:, None] * coverage_x[None, :] >= 0.5
-        assert pasted.dtype == np.uint8 and pasted.shape == (height, width)
-        np.testing.assert_array_equal(pasted, expected.astype(np.uint8))
-        full_x = coverage_x == 1
-        inside_y = (centres_y >= ymin) & (centres_y <= ymax)
-        np.testing.assert_array_equal(
-            pasted[:, full_x], np.repeat(inside_y[:, None], full_x.sum(), axis=1)
-        )
-
-
-def test_paste_matches_per_pixel_reference():
-    rng = np.random.default_rng(1)
-    for _ in range(30):
-        height, width = rng.integers(16, 80, size=2)
-        ymin, xmin = rng.uniform(-15, 50, size=2)
-        ymax, xmax = ymin + rng.uniform(0.5, 60), xmin + rng.uniform(0.5, 60)
-        mask = rng.uniform(size=rng.integers(2, 16, size=2))
-        box = [ymin, xmin, ymax, xmax]
-        np.testing.assert_array_equal(
-            coco_utils.paste_instance_mask(mask, box, height, width),
-            reference_paste(mask, box, height, width),
-        )
-
-
-def test_paste_degenerate_or_outside_boxes_give_empty_masks():
-    mask = np.ones([4, 4])
-    for box in ([5, 5, 5, 9], [5, 9, 9, 2], [100, 100, 120, 120], [-30, -30, -20, -20]):
-        assert not coco_utils.paste_instance_mask(mask, box, 32, 32).any()
-
-
 def test_masks_are_pasted_in_original_pixels_and_rle_encoded():
     rng = np.random.default_rng(2)
     masks = rng.uniform(size=[1, 2, 6, 6]).astype(np.float32)
@@ -211,7 +129,7 @@ def test_masks_are_pasted_in_original_pixels_and_rle_encoded():
     for result, mask, box in zip(results, masks[0], original):
         json.dumps(result)  # RLE counts must be JSON-serialisable
         np.testing.assert_array_equal(
-            mask_api.decode(result["segmentation"]), reference_paste(mask, box, 40, 50)
+            mask_api.decode(result["segmentation"]), references.paste_mask(mask, box, 40, 50)
         )
     # ShapeMask's masks span their outer boxes.
     _, results = coco_utils.predictions_to_coco_results(
@@ -219,7 +137,7 @@ def test_masks_are_pasted_in_original_pixels_and_rle_encoded():
     )
     np.testing.assert_array_equal(
         mask_api.decode(results[0]["segmentation"]),
-        reference_paste(masks[0, 0], [4.0, 8.0, 32.0, 44.0], 40, 50),
+        references.paste_mask(masks[0, 0], [4.0, 8.0, 32.0, 44.0], 40, 50),
     )
     assert results[0]["bbox"] == [10.0, 5.0, 30.0, 25.0]
 

@@ -1,4 +1,4 @@
-"""Tests of detection.dataloader.anchors against a brute-force NumPy layout."""
+"""Tests of detection.ops.anchors against a brute-force NumPy layout."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detection.dataloader import anchors as anchors_lib
+from detection.ops import anchors as anchors_lib
 
 
 def _brute_force(min_level, max_level, num_scales, aspect_ratios, anchor_size, height, width):

@@ -168,6 +168,22 @@ def test_areas_and_format_conversions():
     np.testing.assert_array_equal(box_ops.yxyx_to_xywh(tf.constant(boxes[:1])), [[20, 10, 40, 20]])
 
 
+def test_mapping_between_original_and_network_input_pixels_by_hand():
+    image_info = np.float64([[[100, 80], [50, 160], [0.5, 2.0], [3.0, 5.0]]])
+    original = np.float64([[[26.0, 12.5, 66.0, 22.5]]])
+    # y: 26 * 0.5 - 3 = 10, 66 * 0.5 - 3 = 30; x: 12.5 * 2 - 5 = 20, 22.5 * 2 - 5 = 40.
+    network = box_ops.boxes_to_network_input(original, image_info)
+    assert isinstance(network, np.ndarray) and network.dtype == np.float64
+    np.testing.assert_array_equal(network, [[[10.0, 20.0, 30.0, 40.0]]])
+    np.testing.assert_array_equal(box_ops.boxes_to_original_pixels(network, image_info), original)
+    # One image (no batch dimension), as tensors: the same numbers.
+    back = box_ops.boxes_to_original_pixels(
+        tf.constant(network[0], tf.float32), tf.constant(image_info[0], tf.float32)
+    )
+    np.testing.assert_allclose(back.numpy(), original[0], rtol=1e-6)
+    np.testing.assert_array_equal(box_ops.yxyx_to_xywh(original[0, 0]), [12.5, 26.0, 10.0, 40.0])
+
+
 @pytest.mark.parametrize(
     "fn",
     [

@@ -12,13 +12,11 @@ import yaml
 from PIL import Image
 
 from detection.configs import loader
+from detection.core.modes import PREDICT
 from detection.dataloader import preprocess_ops
-from detection.executor import checkpoints
-from detection.executor import runner
-from detection.executor.model_fn import PREDICT
-from detection.modeling import factory as model_factory
-from detection.tools import inference
-from detection.tools import visualize
+from detection.executor import checkpoints, runner
+from detection.model_fns import factory as model_fn_factory
+from detection.tools import inference, visualize
 
 GRAY = 128
 
@@ -145,7 +143,7 @@ def trained(tiny_shapes, tmp_path_factory):
     model_dir = str(root / "run")
     runner.run(
         "train",
-        model_fn=model_factory.model_fn_from_params(params),
+        model_fn=model_fn_factory.model_fn_from_params(params),
         params=params,
         model_dir=model_dir,
         strategy=tf.distribute.OneDeviceStrategy("/cpu:0"),
@@ -182,7 +180,7 @@ def test_detector_maps_boxes_back_to_original_pixels(tiny_shapes, trained, detec
     np.testing.assert_allclose(images[0], expected, atol=1e-5)
 
     # The model fn on that input, boxes mapped by hand: input pixels / scale.
-    model_fn = model_factory.model_fn_from_params(trained["params"])
+    model_fn = model_fn_factory.model_fn_from_params(trained["params"])
     model = model_fn.build_model()
     checkpoints.restore_model(model, detector.checkpoint_path)
     features = {"images": images, "image_info": image_info, "source_ids": tf.zeros([1], tf.int64)}

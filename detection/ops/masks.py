@@ -1,0 +1,112 @@
+"""Instance-mask ops: cutting box-relative mask targets, and pasting them back into images.
+
+- `crop_and_resize_masks` (TensorFlow, static output size): the box-relative training target of
+  each instance mask (Mask R-CNN's parser and mask targets).
+- `paste_instance_mask` (NumPy, on the host): a predicted box-relative soft mask back into a
+  full-image binary mask (COCO mask evaluation, drawing).
+
+Both use the same geometry: cell i of an S x S mask over box [y0, y1] has its centre at
+`y0 + (i + 0.5) * (y1 - y0) / S`, in continuous pixel coordinates where pixel k spans [k, k+1).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def crop_and_resize_masks(masks, boxes, crop_size):
+    """Crops each instance mask to its box and resizes the crop to crop_size x crop_size.
+
+    Output pixel (i, j) of mask k is the bilinear sample of `masks[k]` at the centre of cell
+    (i, j) of a crop_size x crop_size grid laid over `boxes[k]`; boxes are in pixel edges
+    (a box [0, 0, h, w] covers the whole mask), so a binary shape that fills its box gives
+    values >= 0.5 on the whole crop. Samples within half a pixel of the mask border repeat
+    the border value instead of fading to 0.
+
+    Args:
+      masks: [n, h, w] float32 masks (n may be 0).
+      boxes: [n, 4] yxyx in pixels of the masks' image.
+      crop_size: static int, the output side.
+
+    Returns:
+      [n, crop_size, crop_size] float32.
+    """
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
+    # One pixel of edge replication keeps every sample (all within half a pixel of the
+    # image) inside the padded image, where crop_and_resize interpolates.
+    padded = tf.pad(masks, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")
+    padded_size = tf.cast(tf.shape(padded)[1:3], tf.float32)
+    cell = tf.tile(
+        tf.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=-1), [1, 2]
+    ) / float(crop_size)
+    # crop_and_resize samples normalized [y1, y2] at y1 * (H - 1) + i * (y2 - y1) * (H - 1) /
+    # (crop - 1) in pixel-index coordinates (pixel centres at integers); place the first and
+    # last samples at the first and last cell centres. The +1 is the padding's shift, and
+    # -0.5 turns pixel edges into pixel-index coordinates.
+    first_last = boxes + tf.constant([0.5, 0.5, -0.5, -0.5]) * cell + 1.0 - 0.5
+    normalized = first_last / tf.tile(tf.maximum(padded_size - 1.0, 1.0), [2])
+    num_masks = tf.shape(masks)[0]
+    crops = tf.image.crop_and_resize(
+        padded[:, :, :, tf.newaxis],
+        normalized,
+        tf.range(num_masks, dtype=tf.int32),
+        [int(crop_size), int(crop_size)],
+        method="bilinear",
+    )
+    return crops[:, :, :, 0]
+
+
+def _bilinear_weights(start, end, cells, size):
+    """Weights sampling `cells` mask cells spanning [start, end) at pixel centres.
+
+    The mask is treated as zero outside its cells (the bilinear "zero padding" of Detectron-style
+    pasting), so at threshold 0.5 an all-ones mask covers the pixels whose centres lie inside
+    the box, less the corners that bilinear sampling rounds off.
+
+    Returns:
+      (weights [n, cells], first_pixel) for pixels first_pixel .. first_pixel + n - 1, or
+      (None, 0) when no pixel of [0, size) is touched.
+    """
+    cell = (end - start) / cells
+    first = max(int(np.floor(start - cell)), 0)
+    last = min(int(np.ceil(end + cell)), size)
+    if last <= first:
+        return None, 0
+    centres = np.arange(first, last, dtype=np.float64) + 0.5
+    coords = (centres - start) / cell - 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(coords[:, None] - np.arange(cells)[None, :]))
+    return weights, first
+
+
+def paste_instance_mask(mask, box, image_height, image_width, threshold=0.5):
+    """Pastes one box-relative soft mask into an image-sized binary mask.
+
+    Each image pixel centre is mapped into mask coordinates (cell i's centre sits at
+    `ymin + (i + 0.5) * (ymax - ymin) / mask_h`) and the mask is sampled bilinearly, counting
+    values outside the mask as 0; pixels with value >= threshold are foreground.
+
+    Args:
+      mask: [mask_h, mask_w] foreground probabilities over `box`.
+      box: [4] yxyx in image pixels (may extend past the image).
+      image_height: int, output height.
+      image_width: int, output width.
+      threshold: float binarisation threshold.
+
+    Returns:
+      [image_height, image_width] uint8 in {0, 1}.
+    """
+    mask = np.asarray(mask, np.float64)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be [mask_h, mask_w], got shape {mask.shape}.")
+    out = np.zeros((int(image_height), int(image_width)), np.uint8)
+    ymin, xmin, ymax, xmax = (float(v) for v in box)
+    if not (ymax > ymin and xmax > xmin):
+        return out
+    row_weights, y0 = _bilinear_weights(ymin, ymax, mask.shape[0], out.shape[0])
+    col_weights, x0 = _bilinear_weights(xmin, xmax, mask.shape[1], out.shape[1])
+    if row_weights is None or col_weights is None:
+        return out
+    # Bilinear sampling is separable: rows then columns, two small matrix products.
+    values = row_weights @ mask @ col_weights.T
+    out[y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]] = values >= threshold
+    return out

@@ -1,0 +1,87 @@
+"""Mask ops against NumPy references: box-relative crops (training targets) and pastes."""
+
+import numpy as np
+
+from detection.ops import masks as mask_ops
+
+import numpy_references as references
+
+
+def test_crop_and_resize_masks_matches_numpy_bilinear_reference():
+    rng = np.random.default_rng(0)
+    masks = (rng.uniform(size=(5, 20, 30)) > 0.5).astype(np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 20, 30],
+            [2.5, 3.25, 11.0, 29.0],
+            [0, 10, 7, 30],
+            [13.2, 0.0, 20.0, 4.6],
+            [5, 5, 6, 6],
+        ],
+        np.float32,
+    )
+    got = mask_ops.crop_and_resize_masks(masks, boxes, 8).numpy()
+    assert got.shape == (5, 8, 8)
+    for mask, box, crop in zip(masks, boxes, got):
+        np.testing.assert_allclose(crop, references.crop_and_resize_mask(mask, box, 8), atol=1e-5)
+    empty = mask_ops.crop_and_resize_masks(
+        np.zeros([0, 20, 30], np.float32), np.zeros([0, 4], np.float32), 8
+    )
+    assert empty.shape == (0, 8, 8)
+
+
+def test_square_mask_fills_its_box_crop():
+    mask = np.zeros([1, 64, 64], np.float32)
+    mask[0, 10:30, 0:20] = 1.0  # touches the left image border
+    crop = mask_ops.crop_and_resize_masks(mask, [[10, 0, 30, 20]], 28).numpy()[0]
+    assert crop.min() >= 0.5
+    np.testing.assert_allclose(crop[1:-1, :-1], 1.0)
+
+
+def test_paste_all_ones_mask_covers_box_with_rounded_corners():
+    """Closed form for an all-ones mask: sampled value = coverage_y * coverage_x with the 1-d
+    coverage clip(min(u + 1, cells - u), 0, 1) at mask coordinate u; edge pixels (other axis
+    fully covered) are in exactly when their centre is inside the box."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        height, width = rng.integers(20, 70, size=2)
+        ymin, xmin = rng.uniform(-10, 40, size=2)
+        ymax, xmax = ymin + rng.uniform(1, 50), xmin + rng.uniform(1, 50)
+        mask_h, mask_w = rng.integers(1, 30, size=2)
+        pasted = mask_ops.paste_instance_mask(
+            np.ones([mask_h, mask_w]), [ymin, xmin, ymax, xmax], height, width
+        )
+        centres_y = np.arange(height) + 0.5
+        centres_x = np.arange(width) + 0.5
+        u = (centres_y - ymin) / (ymax - ymin) * mask_h - 0.5
+        v = (centres_x - xmin) / (xmax - xmin) * mask_w - 0.5
+        coverage_y = np.clip(np.minimum(u + 1, mask_h - u), 0, 1)
+        coverage_x = np.clip(np.minimum(v + 1, mask_w - v), 0, 1)
+        expected = coverage_y[:, None] * coverage_x[None, :] >= 0.5
+        assert pasted.dtype == np.uint8 and pasted.shape == (height, width)
+        np.testing.assert_array_equal(pasted, expected.astype(np.uint8))
+        full_x = coverage_x == 1
+        inside_y = (centres_y >= ymin) & (centres_y <= ymax)
+        np.testing.assert_array_equal(
+            pasted[:, full_x], np.repeat(inside_y[:, None], full_x.sum(), axis=1)
+        )
+
+
+def test_paste_matches_per_pixel_reference():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        height, width = rng.integers(16, 80, size=2)
+        ymin, xmin = rng.uniform(-15, 50, size=2)
+        ymax, xmax = ymin + rng.uniform(0.5, 60), xmin + rng.uniform(0.5, 60)
+        mask = rng.uniform(size=rng.integers(2, 16, size=2))
+        box = [ymin, xmin, ymax, xmax]
+        np.testing.assert_array_equal(
+            mask_ops.paste_instance_mask(mask, box, height, width),
+            references.paste_mask(mask, box, height, width),
+        )
+
+
+def test_paste_degenerate_or_outside_boxes_give_empty_masks():
+    mask = np.ones([4, 4])
+    for box in ([5, 5, 5, 9], [5, 9, 9, 2], [100, 100, 120, 120], [-30, -30, -20, -20]):
+        assert not mask_ops.paste_instance_mask(mask, box, 32, 32).any()
