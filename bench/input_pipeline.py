@@ -14,8 +14,7 @@ Usage (from the repository root):
 import statistics
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 from detection.configs import factory as config_factory
 from detection.dataloader import factory

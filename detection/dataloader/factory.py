@@ -1,13 +1,16 @@
-"""Builds parsers and input functions from the params tree (the dataloader's one factory)."""
+"""Builds parsers and input functions from the params tree (the dataloader's one factory).
 
-from detection.dataloader.anchors import Anchors
+To add a parser: write it (a `base_parser.DetectionParser` subclass for detection), add a
+builder `_name(params, mode)` below and list it in `_PARSERS` under its `architecture.parser`.
+"""
+
+from detection.core.modes import TRAIN
 from detection.dataloader.classification_parser import ClassificationParser
 from detection.dataloader.input_reader import InputReader
-from detection.dataloader.maskrcnn_parser import MaskrcnnParser
-from detection.dataloader.retinanet_parser import RetinanetParser
-from detection.hyperparameters import ParamsError
-
-TRAIN, EVAL, PREDICT = "train", "eval", "predict"
+from detection.dataloader.maskrcnn_parser import MaskRCNNParser
+from detection.dataloader.retinanet_parser import RetinaNetParser
+from detection.hyperparameters import ParamsError, registry
+from detection.ops.anchors import Anchors
 
 
 def anchors_from_params(params, output_size):
@@ -31,22 +34,31 @@ def _autoaugment_from_policy(policy, parser_name):
     return None
 
 
-def _retinanet_parser(params, mode):
-    p = params.retinanet_parser
-    return RetinanetParser(
+def _detection_parser_args(p, params, mode, autoaugment=None):
+    """The `DetectionParser` arguments shared by the detection parsers' sections."""
+    return dict(
         output_size=p.output_size,
-        anchors=anchors_from_params(params, p.output_size),
         num_classes=params.architecture.num_classes,
         is_training=mode == TRAIN,
-        match_threshold=p.match_threshold,
-        unmatched_threshold=p.unmatched_threshold,
         aug_rand_hflip=p.aug_rand_hflip,
         aug_scale_min=p.aug_scale_min,
         aug_scale_max=p.aug_scale_max,
         skip_crowd_during_training=p.skip_crowd_during_training,
         max_num_instances=p.max_num_instances,
         regenerate_source_id=p.regenerate_source_id,
-        autoaugment=_autoaugment_from_policy(p.aug_policy, "retinanet_parser"),
+        autoaugment=autoaugment,
+    )
+
+
+def _retinanet_parser(params, mode):
+    p = params.retinanet_parser
+    return RetinaNetParser(
+        anchors=anchors_from_params(params, p.output_size),
+        match_threshold=p.match_threshold,
+        unmatched_threshold=p.unmatched_threshold,
+        **_detection_parser_args(
+            p, params, mode, _autoaugment_from_policy(p.aug_policy, "retinanet_parser")
+        ),
     )
 
 
@@ -57,23 +69,15 @@ def _maskrcnn_parser(params, mode):
             f"maskrcnn_parser.copy_paste={p.copy_paste!r}: copy-paste "
             "augmentation is not implemented yet; set it to false"
         )
-    return MaskrcnnParser(
-        output_size=p.output_size,
+    return MaskRCNNParser(
         anchors=anchors_from_params(params, p.output_size),
-        num_classes=params.architecture.num_classes,
-        is_training=mode == TRAIN,
         rpn_match_threshold=p.rpn_match_threshold,
         rpn_unmatched_threshold=p.rpn_unmatched_threshold,
         rpn_batch_size_per_im=p.rpn_batch_size_per_im,
         rpn_fg_fraction=p.rpn_fg_fraction,
-        aug_rand_hflip=p.aug_rand_hflip,
-        aug_scale_min=p.aug_scale_min,
-        aug_scale_max=p.aug_scale_max,
-        skip_crowd_during_training=p.skip_crowd_during_training,
-        max_num_instances=p.max_num_instances,
         include_mask=params.architecture.include_mask,
         mask_crop_size=p.mask_crop_size,
-        regenerate_source_id=p.regenerate_source_id,
+        **_detection_parser_args(p, params, mode),
     )
 
 
@@ -96,13 +100,8 @@ _PARSERS = {
 
 def parser_from_params(params, mode):
     """The parser named by `architecture.parser`, for `mode` (train / eval / predict)."""
-    name = params.architecture.parser
-    if name not in _PARSERS:
-        raise ParamsError(
-            f"architecture.parser={name!r} is not available; available: "
-            f"{', '.join(sorted(_PARSERS))}"
-        )
-    return _PARSERS[name](params, mode)
+    builder = registry.lookup(_PARSERS, params.architecture.parser, "architecture.parser")
+    return builder(params, mode)
 
 
 def input_fn_from_params(params, mode, deterministic=False):

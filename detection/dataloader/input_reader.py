@@ -23,9 +23,11 @@ into `(features, labels)`. Behaviour:
 """
 
 import concurrent.futures
+import logging
 
-from absl import logging
 import tensorflow as tf
+
+_log = logging.getLogger(__name__)
 
 # A TFRecord is: uint64 length, uint32 crc(length), data[length], uint32 crc(data).
 _TFRECORD_FRAMING_BYTES = 16
@@ -212,7 +214,7 @@ class InputReader:
         if num_pipelines > 1 and not shard_records:
             files = files[pipeline_id::num_pipelines]
         elif shard_records:
-            logging.warning(
+            _log.warning(
                 "%d files for %d input pipelines: sharding by record, so every pipeline "
                 "reads every file",
                 len(files),

@@ -95,23 +95,6 @@ def resize_and_crop_image(
     return padded, image_info
 
 
-def resize_and_crop_boxes(boxes, image_scale, output_size, offset):
-    """Maps pixel boxes of the original image into the output image, clipped to it.
-
-    Args:
-      boxes: [n, 4] yxyx in original-image pixels.
-      image_scale: [2] (y_scale, x_scale).
-      output_size: (out_h, out_w).
-      offset: [2] (y_offset, x_offset) of the crop.
-
-    Returns:
-      [n, 4] yxyx in output pixels, clipped to [0, out_h] x [0, out_w].
-    """
-    boxes = boxes * tf.tile(image_scale, [2]) - tf.tile(offset, [2])
-    limits = tf.cast(tf.tile(tf.reshape(output_size, [2]), [2]), boxes.dtype)
-    return tf.clip_by_value(boxes, 0.0, limits)
-
-
 def non_empty_box_indices(boxes):
     """Indices [k] of boxes with positive height and width."""
     heights = boxes[:, 2] - boxes[:, 0]
@@ -142,49 +125,6 @@ def pad_to_fixed_size(values, size, pad_value, name):
         padded = tf.pad(values, paddings, constant_values=pad_value)
     padded.set_shape([size] + values.shape.as_list()[1:])
     return padded
-
-
-def crop_and_resize_masks(masks, boxes, crop_size):
-    """Crops each instance mask to its box and resizes the crop to crop_size x crop_size.
-
-    Output pixel (i, j) of mask k is the bilinear sample of `masks[k]` at the centre of cell
-    (i, j) of a crop_size x crop_size grid laid over `boxes[k]`; boxes are in pixel edges
-    (a box [0, 0, h, w] covers the whole mask), so a binary shape that fills its box gives
-    values >= 0.5 on the whole crop. Samples within half a pixel of the mask border repeat
-    the border value instead of fading to 0.
-
-    Args:
-      masks: [n, h, w] float32 masks (n may be 0).
-      boxes: [n, 4] yxyx in pixels of the masks' image.
-      crop_size: static int, the output side.
-
-    Returns:
-      [n, crop_size, crop_size] float32.
-    """
-    masks = tf.convert_to_tensor(masks, tf.float32)
-    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
-    # One pixel of edge replication keeps every sample (all within half a pixel of the
-    # image) inside the padded image, where crop_and_resize interpolates.
-    padded = tf.pad(masks, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")
-    padded_size = tf.cast(tf.shape(padded)[1:3], tf.float32)
-    cell = tf.tile(
-        tf.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=-1), [1, 2]
-    ) / float(crop_size)
-    # crop_and_resize samples normalized [y1, y2] at y1 * (H - 1) + i * (y2 - y1) * (H - 1) /
-    # (crop - 1) in pixel-index coordinates (pixel centres at integers); place the first and
-    # last samples at the first and last cell centres. The +1 is the padding's shift, and
-    # -0.5 turns pixel edges into pixel-index coordinates.
-    first_last = boxes + tf.constant([0.5, 0.5, -0.5, -0.5]) * cell + 1.0 - 0.5
-    normalized = first_last / tf.tile(tf.maximum(padded_size - 1.0, 1.0), [2])
-    num_masks = tf.shape(masks)[0]
-    crops = tf.image.crop_and_resize(
-        padded[:, :, :, tf.newaxis],
-        normalized,
-        tf.range(num_masks, dtype=tf.int32),
-        [int(crop_size), int(crop_size)],
-        method="bilinear",
-    )
-    return crops[:, :, :, 0]
 
 
 def random_crop_window(

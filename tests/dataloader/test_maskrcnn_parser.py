@@ -4,15 +4,16 @@ import io
 import json
 
 import numpy as np
-from PIL import Image
-from pycocotools import mask as mask_api
 import pytest
 import tensorflow as tf
+from PIL import Image
+from pycocotools import mask as mask_api
 
 from detection.configs import factory as config_factory
 from detection.dataloader import factory
-from detection.dataloader import preprocess_ops
 from detection.hyperparameters import ParamsError
+
+import numpy_references as references
 
 CROP = 16
 MAX_INSTANCES = 10
@@ -46,57 +47,6 @@ def _params(paths, include_mask=True, **parser):
         }
     )
     return params
-
-
-def _numpy_crop_and_resize(mask, box, size):
-    """Bilinear samples of `mask` [h, w] at the cell centres of a size x size grid over `box`
-    (pixel edges), clamping sample positions to the pixel centres of the border."""
-    height, width = mask.shape
-
-    def positions(low, high, limit):
-        coords = low + (np.arange(size) + 0.5) * (high - low) / size - 0.5
-        coords = np.clip(coords, 0.0, limit - 1.0)
-        lower = np.floor(coords).astype(int)
-        upper = np.minimum(lower + 1, limit - 1)
-        return lower, upper, coords - lower
-
-    y0, y1, wy = positions(box[0], box[2], height)
-    x0, x1, wx = positions(box[1], box[3], width)
-    m = mask.astype(np.float64)
-    top = m[y0][:, x0] * (1 - wx) + m[y0][:, x1] * wx
-    bottom = m[y1][:, x0] * (1 - wx) + m[y1][:, x1] * wx
-    return top * (1 - wy[:, None]) + bottom * wy[:, None]
-
-
-def test_crop_and_resize_masks_matches_numpy_bilinear_reference():
-    rng = np.random.default_rng(0)
-    masks = (rng.uniform(size=(5, 20, 30)) > 0.5).astype(np.float32)
-    boxes = np.array(
-        [
-            [0, 0, 20, 30],
-            [2.5, 3.25, 11.0, 29.0],
-            [0, 10, 7, 30],
-            [13.2, 0.0, 20.0, 4.6],
-            [5, 5, 6, 6],
-        ],
-        np.float32,
-    )
-    got = preprocess_ops.crop_and_resize_masks(masks, boxes, 8).numpy()
-    assert got.shape == (5, 8, 8)
-    for mask, box, crop in zip(masks, boxes, got):
-        np.testing.assert_allclose(crop, _numpy_crop_and_resize(mask, box, 8), atol=1e-5)
-    empty = preprocess_ops.crop_and_resize_masks(
-        np.zeros([0, 20, 30], np.float32), np.zeros([0, 4], np.float32), 8
-    )
-    assert empty.shape == (0, 8, 8)
-
-
-def test_square_mask_fills_its_box_crop():
-    mask = np.zeros([1, 64, 64], np.float32)
-    mask[0, 10:30, 0:20] = 1.0  # touches the left image border
-    crop = preprocess_ops.crop_and_resize_masks(mask, [[10, 0, 30, 20]], 28).numpy()[0]
-    assert crop.min() >= 0.5
-    np.testing.assert_allclose(crop[1:-1, :-1], 1.0)
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -203,7 +153,7 @@ def test_gt_masks_are_numpy_crops_of_the_annotation_masks(tiny_shapes, output_si
                         mask = mask[:, ::-1]
                     if np.allclose(box, ref_box, atol=1e-3):
                         assert labels["gt_classes"][b, i] == ann["category_id"]
-                        matches.append(_numpy_crop_and_resize(mask, ref_box, CROP))
+                        matches.append(references.crop_and_resize_mask(mask, ref_box, CROP))
                 assert matches, f"instance box {box} not in the annotations"
                 errors = [np.abs(crop - ref).max() for ref in matches]
                 assert min(errors) < 1e-4, errors
