@@ -1,13 +1,13 @@
-"""Builds the evaluator named by `params.eval` (the only module here that reads params)."""
+"""`eval.type` -> the evaluator of a run (the only module here that reads params).
+
+To add an evaluator (top-k accuracy for `classification`, mean IoU for segmentation...): write
+it in this package with `update(predictions, groundtruths)`, `evaluate()` and `reset()` (see
+`detection.core.model_fn`), add a builder `_name(eval_params)` below and list it in
+`_EVALUATORS` under its `eval.type`.
+"""
 
 from detection.evaluation import coco_evaluator
-
-# params.eval.type -> whether mask metrics are computed.
-_INCLUDE_MASK = {
-    "box": False,
-    "box_and_mask": True,
-    "shapemask_box_and_mask": True,
-}
+from detection.hyperparameters import ParamsError, registry
 
 # The 20 PASCAL VOC classes as COCO category ids, for ShapeMask's partially supervised
 # evaluation (masks trained on one split, evaluated on the other).
@@ -16,43 +16,62 @@ NON_VOC_CATEGORY_IDS = tuple(c for c in range(1, 91) if c not in VOC_CATEGORY_ID
 _MASK_EVAL_CLASSES = {"all": None, "voc": VOC_CATEGORY_IDS, "nonvoc": NON_VOC_CATEGORY_IDS}
 
 
-def evaluator_from_params(params):
-    """Returns a COCOEvaluator configured by `params.eval`.
-
-    Reads `params.eval.type` ('box', 'box_and_mask', 'shapemask_box_and_mask'),
-    `use_json_file`, `val_json_file`, `per_category_metrics`, and for ShapeMask
-    `mask_eval_class` ('all', 'voc', 'nonvoc'; 'all' when absent).
-
-    Raises:
-      ValueError: unknown `type` or `mask_eval_class`, or `use_json_file` without a
-        `val_json_file`.
-    """
-    eval_params = params.eval
-    eval_type = eval_params.type
-    if eval_type not in _INCLUDE_MASK:
-        raise ValueError(
-            f"Unknown params.eval.type {eval_type!r}; expected one of {sorted(_INCLUDE_MASK)}."
+def _annotation_file(eval_params):
+    if not eval_params.use_json_file:
+        return None
+    if not eval_params.val_json_file:
+        raise ParamsError(
+            "eval.use_json_file is true but eval.val_json_file is "
+            f"{eval_params.val_json_file!r}; set it, or set eval.use_json_file: false to build "
+            "the groundtruth from the eval TFRecords"
         )
-    annotation_file = None
-    if eval_params.use_json_file:
-        if not eval_params.val_json_file:
-            raise ValueError(
-                "params.eval.use_json_file is true but params.eval.val_json_file "
-                f"is {eval_params.val_json_file!r}."
-            )
-        annotation_file = eval_params.val_json_file
-    mask_category_ids = None
-    if eval_type == "shapemask_box_and_mask":
-        mask_eval_class = getattr(eval_params, "mask_eval_class", "all")
-        if mask_eval_class not in _MASK_EVAL_CLASSES:
-            raise ValueError(
-                f"Unknown params.eval.mask_eval_class {mask_eval_class!r}; expected "
-                f"one of {sorted(_MASK_EVAL_CLASSES)}."
-            )
-        mask_category_ids = _MASK_EVAL_CLASSES[mask_eval_class]
+    return eval_params.val_json_file
+
+
+def _coco(eval_params, include_mask, mask_category_ids=None):
     return coco_evaluator.COCOEvaluator(
-        annotation_file=annotation_file,
-        include_mask=_INCLUDE_MASK[eval_type],
+        annotation_file=_annotation_file(eval_params),
+        include_mask=include_mask,
         per_category_metrics=bool(eval_params.per_category_metrics),
         mask_category_ids=mask_category_ids,
     )
+
+
+def _box(eval_params):
+    return _coco(eval_params, include_mask=False)
+
+
+def _box_and_mask(eval_params):
+    return _coco(eval_params, include_mask=True)
+
+
+def _shapemask_box_and_mask(eval_params):
+    mask_eval_class = getattr(eval_params, "mask_eval_class", "all")
+    if mask_eval_class not in _MASK_EVAL_CLASSES:
+        raise ParamsError(
+            f"eval.mask_eval_class={mask_eval_class!r} is not one of "
+            f"{', '.join(sorted(_MASK_EVAL_CLASSES))}"
+        )
+    return _coco(
+        eval_params, include_mask=True, mask_category_ids=_MASK_EVAL_CLASSES[mask_eval_class]
+    )
+
+
+_EVALUATORS = {
+    "box": _box,
+    "box_and_mask": _box_and_mask,
+    "shapemask_box_and_mask": _shapemask_box_and_mask,
+}
+
+
+def evaluator_from_params(params):
+    """Returns the evaluator of `eval.type` configured by the `eval` section.
+
+    The COCO evaluators read `use_json_file`, `val_json_file`, `per_category_metrics`, and for
+    ShapeMask `mask_eval_class` ('all', 'voc', 'nonvoc').
+
+    Raises:
+      ParamsError: unknown `eval.type` or `mask_eval_class`, or `use_json_file` without a
+        `val_json_file`.
+    """
+    return registry.lookup(_EVALUATORS, params.eval.type, "eval.type")(params.eval)

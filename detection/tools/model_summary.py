@@ -22,8 +22,9 @@ import math
 import sys
 
 from detection.configs import loader
-from detection.hyperparameters import ParamsError
-from detection.main_lib import EXIT_USAGE, OneLineParser, UsageError, add_params_flags
+from detection.core import exit_codes
+from detection.hyperparameters import ParamsError, registry
+from detection.main_lib import OneLineParser, UsageError, add_params_flags
 
 PROG = "model_summary"
 
@@ -86,11 +87,13 @@ def _retinanet_summary(params):
     # Heavy imports (TensorFlow, Keras) only once the flags and params are known to be valid.
     import tensorflow as tf
 
-    from detection.modeling import architecture_factory, flops
+    from detection.modeling import flops
+    from detection.modeling.heads.factory import anchors_per_location
+    from detection.modeling.networks import factory as network_factory
 
     height, width = (int(v) for v in params.retinanet_parser.output_size)
     input_shape = (1, height, width, 3)
-    network = architecture_factory.retinanet_network_from_params(params, dtype="float32")
+    network = network_factory.retinanet_network_from_params(params, dtype="float32")
     # Weight shapes do not depend on the image size: build on the smallest input whose
     # coarsest level is still 1x1, which is much faster than an eager pass at full size.
     side = 2 ** int(params.architecture.max_level)
@@ -129,7 +132,7 @@ def _retinanet_summary(params):
         + f", {architecture.multilevel_features} P{architecture.min_level}-"
         f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch), head "
         f"{head.num_convs}x{head.num_filters}, {architecture.num_classes} classes, "
-        f"{architecture_factory.anchors_per_location(params)} anchors/location"
+        f"{anchors_per_location(params)} anchors/location"
     )
     rows = (
         _row("backbone", network.backbone, backbone_macs),
@@ -156,17 +159,13 @@ def summarize(params):
       ParamsError: the model type is not implemented, or a value is rejected when the
         parts are built (the message names it).
     """
-    from detection.modeling import factory as model_factory
+    from detection.model_fns import factory as model_fn_factory
 
-    # The modeling factory is the one list of implemented models; it names what exists.
-    model_factory.model_fn_from_params(params)
-    if params.type not in _SUMMARIES:
-        raise ParamsError(
-            f"model '{params.type}': no per-component summary is implemented "
-            f"yet; available: {', '.join(sorted(_SUMMARIES))}"
-        )
+    # The model-fn factory is the one list of implemented models; it names what exists.
+    model_fn_factory.model_fn_from_params(params)
+    summary_fn = registry.lookup(_SUMMARIES, params.type, "model (per-component summary)")
     try:
-        return _SUMMARIES[params.type](params)
+        return summary_fn(params)
     except ParamsError:
         raise
     except ValueError as error:
@@ -219,7 +218,7 @@ def main(argv=None):
         summary = summarize(params)
     except (UsageError, ParamsError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.USAGE
     print(format_summary(summary))
     return 0
 

@@ -18,8 +18,8 @@ from pycocotools import coco as pycoco
 from pycocotools import cocoeval
 from pycocotools import mask as mask_api
 
-from detection.evaluation import coco_evaluator
-from detection.evaluation import factory
+from detection.evaluation import coco_evaluator, factory
+from detection.hyperparameters import ParamsError
 
 # Real COCO ids: person and dog are PASCAL VOC classes, traffic light is not.
 CATEGORIES = [
@@ -478,11 +478,11 @@ def test_factory(scene):
     from_batches = factory.evaluator_from_params(eval_params(use_json_file=False))
     with pytest.raises(ValueError, match="needs the groundtruths"):
         from_batches.update(batches[0][0])
-    with pytest.raises(ValueError, match="'keypoints'"):
+    with pytest.raises(ParamsError, match="eval.type='keypoints'.*available: box, "):
         factory.evaluator_from_params(eval_params(type="keypoints"))
-    with pytest.raises(ValueError, match="val_json_file"):
+    with pytest.raises(ParamsError, match="val_json_file"):
         factory.evaluator_from_params(eval_params())
-    with pytest.raises(ValueError, match="'dogs'"):
+    with pytest.raises(ParamsError, match="'dogs'"):
         factory.evaluator_from_params(
             eval_params(
                 type="shapemask_box_and_mask", val_json_file=scene["path"], mask_eval_class="dogs"

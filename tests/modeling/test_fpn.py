@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from detection.modeling import fpn
+from detection.modeling.decoders import fpn
 
 
 def conv2d_same_np(x, kernel, bias, stride=1):

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detection.modeling.losses import focal_loss
-from detection.modeling.losses import retinanet_losses
+from detection.modeling.losses import focal_loss, retinanet_losses
 
 NUM_CLASSES = 3
 ANCHORS = 2
@@ -103,7 +102,7 @@ def box_loss_np(box_outputs, box_targets, num_positives, delta):
 def test_class_loss_normalization_with_ignored_and_negative_anchors():
     cls_outputs, _, cls_targets, _, num_positives = _tiny_example()
     assert {-2, -1, 1, 2} <= set(np.unique(cls_targets["3"]))
-    loss = retinanet_losses.RetinanetClassLoss(NUM_CLASSES, 0.25, 1.5)(
+    loss = retinanet_losses.RetinaNetClassLoss(NUM_CLASSES, 0.25, 1.5)(
         cls_outputs, cls_targets, num_positives
     )
     expected = class_loss_np(cls_outputs, cls_targets, num_positives, 0.25, 1.5)
@@ -112,7 +111,7 @@ def test_class_loss_normalization_with_ignored_and_negative_anchors():
 
 def test_ignored_anchors_do_not_contribute():
     cls_outputs, _, cls_targets, _, num_positives = _tiny_example()
-    loss_fn = retinanet_losses.RetinanetClassLoss(NUM_CLASSES, 0.25, 1.5)
+    loss_fn = retinanet_losses.RetinaNetClassLoss(NUM_CLASSES, 0.25, 1.5)
     base = loss_fn(cls_outputs, cls_targets, num_positives)
     changed = {k: v.copy() for k, v in cls_outputs.items()}
     ignored = np.repeat(cls_targets["3"] == -2, NUM_CLASSES, axis=-1)
@@ -124,7 +123,7 @@ def test_box_loss_normalization_and_huber_regimes():
     _, box_outputs, _, box_targets, num_positives = _tiny_example(1)
     errors = np.abs(box_outputs["3"] - box_targets["3"])[box_targets["3"] != 0]
     assert (errors < 0.1).any() and (errors > 0.1).any()
-    loss = retinanet_losses.RetinanetBoxLoss(0.1)(box_outputs, box_targets, num_positives)
+    loss = retinanet_losses.RetinaNetBoxLoss(0.1)(box_outputs, box_targets, num_positives)
     np.testing.assert_allclose(
         loss, box_loss_np(box_outputs, box_targets, num_positives, 0.1), rtol=1e-5
     )
@@ -132,7 +131,7 @@ def test_box_loss_normalization_and_huber_regimes():
 
 def test_total_loss_and_explicit_normalizer():
     cls_outputs, box_outputs, cls_targets, box_targets, num_pos = _tiny_example(2)
-    loss_fn = retinanet_losses.RetinanetLoss(
+    loss_fn = retinanet_losses.RetinaNetLoss(
         NUM_CLASSES,
         focal_loss_alpha=0.25,
         focal_loss_gamma=1.5,
@@ -150,7 +149,7 @@ def test_total_loss_and_explicit_normalizer():
     np.testing.assert_allclose(losses["total_loss"], cls + 50.0 * box, rtol=1e-5)
     np.testing.assert_allclose(losses["normalizer"], num_pos.sum() + 1.0)
     # An explicit normalizer replaces sum(num_positives) + 1.
-    half = retinanet_losses.RetinanetClassLoss(NUM_CLASSES, 0.25, 1.5)(
+    half = retinanet_losses.RetinaNetClassLoss(NUM_CLASSES, 0.25, 1.5)(
         cls_outputs, cls_targets, num_pos, normalizer=2.0 * (num_pos.sum() + 1.0)
     )
     np.testing.assert_allclose(half, cls / 2.0, rtol=1e-5)
@@ -159,7 +158,7 @@ def test_total_loss_and_explicit_normalizer():
 def test_moving_average_normalizer():
     cls_outputs, box_outputs, cls_targets, box_targets, _ = _tiny_example(3)
     outputs = {"class_outputs": cls_outputs, "box_outputs": box_outputs}
-    loss_fn = retinanet_losses.RetinanetLoss(NUM_CLASSES, normalizer_momentum=0.9)
+    loss_fn = retinanet_losses.RetinaNetLoss(NUM_CLASSES, normalizer_momentum=0.9)
     ema = None
     for step, positives in enumerate(([3.0, 5.0], [0.0, 1.0], [10.0, 30.0])):
         labels = {
@@ -172,7 +171,7 @@ def test_moving_average_normalizer():
         losses = loss_fn(outputs, labels, training=True)
         np.testing.assert_allclose(losses["normalizer"], ema, rtol=1e-6)
         np.testing.assert_allclose(loss_fn.normalizer.moving_normalizer.numpy(), ema, rtol=1e-6)
-        plain = retinanet_losses.RetinanetClassLoss(NUM_CLASSES, 0.25, 1.5)(
+        plain = retinanet_losses.RetinaNetClassLoss(NUM_CLASSES, 0.25, 1.5)(
             cls_outputs, cls_targets, labels["num_positives"]
         )
         np.testing.assert_allclose(losses["cls_loss"], plain * current / ema, rtol=1e-5)
@@ -192,15 +191,15 @@ def test_moving_average_normalizer_updates_inside_tf_function():
 def test_errors_name_the_problem():
     cls_outputs, _, cls_targets, _, num_pos = _tiny_example()
     with pytest.raises(ValueError, match="anchors .2. \\* num_classes .4."):
-        retinanet_losses.RetinanetClassLoss(4)(cls_outputs, cls_targets, num_pos)
+        retinanet_losses.RetinaNetClassLoss(4)(cls_outputs, cls_targets, num_pos)
     del cls_targets["4"]
     with pytest.raises(ValueError, match="levels"):
-        retinanet_losses.RetinanetClassLoss(NUM_CLASSES)(cls_outputs, cls_targets, num_pos)
+        retinanet_losses.RetinaNetClassLoss(NUM_CLASSES)(cls_outputs, cls_targets, num_pos)
     with pytest.raises(KeyError, match="num_positives"):
-        retinanet_losses.RetinanetLoss(NUM_CLASSES)(
+        retinanet_losses.RetinaNetLoss(NUM_CLASSES)(
             {"class_outputs": {}, "box_outputs": {}}, {"cls_targets": {}, "box_targets": {}}
         )
     with pytest.raises(ValueError, match="normalizer_momentum"):
-        retinanet_losses.RetinanetLoss(NUM_CLASSES, normalizer_momentum=1.0)
+        retinanet_losses.RetinaNetLoss(NUM_CLASSES, normalizer_momentum=1.0)
     with pytest.raises(ValueError, match="huber_loss_delta"):
-        retinanet_losses.RetinanetBoxLoss(0.0)
+        retinanet_losses.RetinaNetBoxLoss(0.0)

@@ -6,9 +6,7 @@ import pytest
 import tensorflow as tf
 
 from detection.modeling.backbones import resnet
-from detection.modeling.layers import dropblock
-from detection.modeling.layers import norm_activation
-from detection.modeling.layers import stochastic_depth
+from detection.modeling.layers import dropblock, norm_activation, resnet_blocks, stochastic_depth
 
 # torchvision's published num_params minus its 1000-way fc layer
 # (2048*1000+1000 for bottleneck nets, 512*1000+1000 for basic ones). The
@@ -89,7 +87,9 @@ def test_deep_nets_have_the_published_block_counts(depth, repeats):
     model = resnet.ResNet(depth)
     assert tuple(len(group) for group in model._groups) == repeats
     assert all(
-        isinstance(block, resnet.BottleneckBlock) for group in model._groups for block in group
+        isinstance(block, resnet_blocks.BottleneckBlock)
+        for group in model._groups
+        for block in group
     )
     assert model.output_channels == {"2": 256, "3": 512, "4": 1024, "5": 2048}
     assert [block._projection is not None for block in model._groups[2]] == (

@@ -45,7 +45,7 @@ def make_head(**kwargs):
         num_filters=FILTERS,
     )
     args.update(kwargs)
-    return retinanet_head.RetinanetHead(**args)
+    return retinanet_head.RetinaNetHead(**args)
 
 
 def test_output_shapes():

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from detection.modeling import flops
-from detection.modeling import fpn as fpn_lib
-from detection.modeling import retinanet_network
 from detection.modeling.backbones import resnet
+from detection.modeling.decoders import fpn as fpn_lib
 from detection.modeling.heads import retinanet_head
 from detection.modeling.losses import retinanet_losses
+from detection.modeling.networks import retinanet_network
 
 NUM_CLASSES = 3
 ANCHORS = 3
@@ -20,7 +20,7 @@ def tiny_network(dtype=None):
     return retinanet_network.RetinaNetNetwork(
         backbone=resnet.ResNet(10, dtype=dtype),
         fpn=fpn_lib.Fpn(3, 7, fpn_feat_dims=16, dtype=dtype),
-        head=retinanet_head.RetinanetHead(
+        head=retinanet_head.RetinaNetHead(
             3, 7, NUM_CLASSES, ANCHORS, num_convs=1, num_filters=16, dtype=dtype
         ),
         dtype=dtype,
@@ -79,7 +79,7 @@ def test_training_step_compiles_with_xla_and_lowers_the_loss():
     images = tf.random.normal([2, 64, 64, 3], seed=1)
     labels = synthetic_labels(2, 64)
     network(images)  # Build the variables outside the compiled step.
-    loss_fn = retinanet_losses.RetinanetLoss(
+    loss_fn = retinanet_losses.RetinaNetLoss(
         NUM_CLASSES, huber_loss_delta=0.1, box_loss_weight=50.0, normalizer_momentum=0.9
     )
     optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
@@ -112,7 +112,7 @@ def full_size_network():
     network = retinanet_network.RetinaNetNetwork(
         backbone=resnet.ResNet(50),
         fpn=fpn_lib.Fpn(3, 7, fpn_feat_dims=256),
-        head=retinanet_head.RetinanetHead(3, 7, num_classes=91, anchors_per_location=9),
+        head=retinanet_head.RetinaNetHead(3, 7, num_classes=91, anchors_per_location=9),
     )
     network(tf.zeros([1, 64, 64, 3]))  # Parameters do not depend on size.
     return network

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from detection.configs import loader
-from detection.modeling import architecture_factory
+from detection.modeling.networks import factory as network_factory
 from detection.tools import model_summary
 
 # ResNet-10, 16-channel FPN on P3-P7, one 16-filter conv per subnet, 3 classes, 64x64 input.
@@ -36,7 +36,7 @@ def _rows(summary):
 
 
 def test_total_params_equal_keras_count_of_independently_built_network(tiny_params, tiny_summary):
-    network = architecture_factory.retinanet_network_from_params(tiny_params)
+    network = network_factory.retinanet_network_from_params(tiny_params)
     network(tf.zeros([1, 64, 64, 3]), training=False)
     rows = _rows(tiny_summary)
     assert rows["total"].params == network.count_params()
@@ -95,8 +95,8 @@ def test_main_prints_table(capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--model=mask_rcnn"], "not implemented yet"),
-        (["--model=classification"], "not implemented yet"),
+        (["--model=mask_rcnn"], "is not implemented; available: retinanet"),
+        (["--model=classification"], "is not implemented; available: retinanet"),
         (["--modle=retinanet"], "did you mean --model"),
         (["--model=retinanet", "--params_override=fpn.fpn_feat_dim=16"], "fpn_feat_dim"),
         (["--model=retinanet", "--params_override=fpn.fpn_feat_dims=0"], "fpn_feat_dims"),

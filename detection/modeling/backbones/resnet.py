@@ -1,18 +1,16 @@
 """ResNet v1 backbone (post-activation), NHWC.
 
-He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition",
-arXiv:1512.03385. As in the original TPU detection framework, a bottleneck
-block downsamples with its 3x3 convolution (the variant often called
-"ResNet v1.5"), convolutions have no bias, strided convolutions pad
-explicitly by `kernel_size - 1` (so the output size never depends on the input
-size's parity), and every batch norm is followed by an optional DropBlock.
+He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", arXiv:1512.03385: a
+7x7/2 stem and max pool, then four groups of residual or bottleneck blocks
+(`detection.modeling.layers.resnet_blocks`), as in the original TPU detection framework.
 """
 
 import keras
 
-from detection.modeling.layers import dropblock as dropblock_lib
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers import stochastic_depth
+from detection.modeling.layers.conv import Conv2DFixedPadding
+from detection.modeling.layers.resnet_blocks import BottleneckBlock, ResidualBlock
 
 # depth -> (block type, number of blocks in each of the 4 groups).
 RESNET_SPECS = {
@@ -28,137 +26,6 @@ RESNET_SPECS = {
 }
 
 _GROUP_FILTERS = (64, 128, 256, 512)
-
-
-class Conv2DFixedPadding(keras.layers.Layer):
-    """Bias-free convolution whose padding depends only on the kernel size.
-
-    Stride 1 uses 'same' padding; larger strides pad `kernel_size - 1` pixels
-    (the extra one at the bottom/right) then use 'valid', giving
-    `ceil(size / stride)` outputs.
-
-    Input: `[batch, h, w, c_in]`; output: `[batch, ceil(h/s), ceil(w/s),
-    filters]`.
-    """
-
-    def __init__(self, filters, kernel_size, strides, **kwargs):
-        super().__init__(**kwargs)
-        self._strides = strides
-        self._pad = None
-        if strides > 1:
-            total = kernel_size - 1
-            self._pad = keras.layers.ZeroPadding2D(
-                ((total // 2, total - total // 2), (total // 2, total - total // 2)),
-                dtype=self.dtype_policy,
-                name="pad",
-            )
-        self._conv = keras.layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding="same" if strides == 1 else "valid",
-            use_bias=False,
-            kernel_initializer=keras.initializers.VarianceScaling(),
-            dtype=self.dtype_policy,
-            name="conv",
-        )
-
-    def call(self, inputs):
-        if self._pad is not None:
-            inputs = self._pad(inputs)
-        return self._conv(inputs)
-
-
-class _Block(keras.layers.Layer):
-    """Shared plumbing of the residual and bottleneck blocks."""
-
-    expansion = 1
-
-    def __init__(
-        self,
-        filters,
-        strides,
-        use_projection,
-        norm_activation,
-        dropblock_keep_prob=None,
-        dropblock_size=None,
-        drop_connect_rate=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self._activation_fn = norm_activation.activation_fn
-        self._projection = None
-        if use_projection:
-            self._projection = Conv2DFixedPadding(
-                filters * self.expansion, 1, strides, dtype=self.dtype_policy, name="projection"
-            )
-            self._projection_norm = norm_activation.build(
-                apply_activation=False, name="projection_bn", dtype=self.dtype_policy
-            )
-        # DropBlock holds no weights, so one instance serves every site.
-        self._dropblock = dropblock_lib.DropBlock(
-            dropblock_keep_prob, dropblock_size, dtype=self.dtype_policy, name="dropblock"
-        )
-        self._drop_connect = stochastic_depth.StochasticDepth(
-            drop_connect_rate, dtype=self.dtype_policy, name="drop_connect"
-        )
-        self._convs = []
-        self._norms = []
-        for index, (multiplier, kernel_size, strided) in enumerate(self.conv_layout):
-            self._convs.append(
-                Conv2DFixedPadding(
-                    multiplier * filters,
-                    kernel_size,
-                    strides if strided else 1,
-                    dtype=self.dtype_policy,
-                    name=f"conv{index}",
-                )
-            )
-            # The last batch norm has no activation: it comes after the residual addition.
-            self._norms.append(
-                norm_activation.build(
-                    apply_activation=index < len(self.conv_layout) - 1,
-                    name=f"conv{index}_bn",
-                    dtype=self.dtype_policy,
-                )
-            )
-
-    def call(self, inputs, training=None):
-        shortcut = inputs
-        if self._projection is not None:
-            shortcut = self._projection_norm(self._projection(inputs), training=training)
-        shortcut = self._dropblock(shortcut, training=training)
-
-        x = inputs
-        for conv, norm in zip(self._convs, self._norms):
-            x = norm(conv(x), training=training)
-            x = self._dropblock(x, training=training)
-        x = self._drop_connect(x, training=training)
-        return self._activation_fn(x + shortcut)
-
-
-class ResidualBlock(_Block):
-    """Two 3x3 convolutions (ResNet-10/18/34).
-
-    Input: `[batch, h, w, c]`; output: `[batch, ceil(h/strides),
-    ceil(w/strides), filters]`.
-    """
-
-    expansion = 1
-    # (output channels / filters, kernel size, carries the block's stride)
-    conv_layout = ((1, 3, True), (1, 3, False))
-
-
-class BottleneckBlock(_Block):
-    """1x1 reduce, 3x3 (strided), 1x1 expand to `4 * filters` channels.
-
-    Input: `[batch, h, w, c]`; output: `[batch, ceil(h/strides),
-    ceil(w/strides), 4 * filters]`.
-    """
-
-    expansion = 4
-    # The stride sits on the 3x3 conv, as in the original framework ("ResNet v1.5").
-    conv_layout = ((1, 1, False), (1, 3, True), (4, 1, False))
 
 
 class ResNet(keras.layers.Layer):

@@ -19,6 +19,7 @@ original used).
 import keras
 
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.conv import conv2d
 
 
 def _upsample_nearest_2x(x):
@@ -80,21 +81,11 @@ class Fpn(keras.layers.Layer):
         self._top_level = None
 
     def _conv(self, kernel_size, strides, name):
-        if self._use_separable_conv:
-            return keras.layers.SeparableConv2D(
-                self._fpn_feat_dims,
-                kernel_size,
-                strides=strides,
-                padding="same",
-                depth_multiplier=1,
-                dtype=self.dtype_policy,
-                name=name,
-            )
-        return keras.layers.Conv2D(
+        return conv2d(
             self._fpn_feat_dims,
             kernel_size,
+            separable=self._use_separable_conv,
             strides=strides,
-            padding="same",
             dtype=self.dtype_policy,
             name=name,
         )

@@ -21,11 +21,12 @@ import math
 import keras
 
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.conv import conv2d
 
 PRIOR_PROBABILITY = 0.01
 
 
-class RetinanetHead(keras.layers.Layer):
+class RetinaNetHead(keras.layers.Layer):
     """Per-level class logits and box regressions.
 
     Call: `features {'3': [b, h_3, w_3, c], ..., str(max_level): [...]}` ->
@@ -122,20 +123,10 @@ class RetinanetHead(keras.layers.Layer):
         self._box_predict = self._conv(4 * anchors_per_location, 1e-5, "zeros", "box-predict")
 
     def _conv(self, filters, stddev, bias_initializer, name):
-        if self._use_separable_conv:
-            return keras.layers.SeparableConv2D(
-                filters,
-                3,
-                padding="same",
-                depth_multiplier=1,
-                bias_initializer=bias_initializer,
-                dtype=self.dtype_policy,
-                name=name,
-            )
-        return keras.layers.Conv2D(
+        return conv2d(
             filters,
             3,
-            padding="same",
+            separable=self._use_separable_conv,
             kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
             bias_initializer=bias_initializer,
             dtype=self.dtype_policy,

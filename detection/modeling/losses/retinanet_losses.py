@@ -33,7 +33,7 @@ def _check_levels(outputs, targets, what):
         )
 
 
-class RetinanetClassLoss:
+class RetinaNetClassLoss:
     """Sum of sigmoid focal losses over non-ignored anchors, over N."""
 
     def __init__(self, num_classes, focal_loss_alpha=0.25, focal_loss_gamma=1.5):
@@ -95,7 +95,7 @@ class RetinanetClassLoss:
         return tf.reduce_sum(loss * valid)
 
 
-class RetinanetBoxLoss:
+class RetinaNetBoxLoss:
     """Sum of Huber losses over non-zero box targets, over 4 * N."""
 
     def __init__(self, huber_loss_delta=0.1):
@@ -199,7 +199,7 @@ class MovingAverageNormalizer(keras.layers.Layer):
         return updated
 
 
-class RetinanetLoss:
+class RetinaNetLoss:
     """`total = cls_loss + box_loss_weight * box_loss`, one shared normalizer.
 
     Mirrors the `retinanet_loss` params section.
@@ -218,9 +218,9 @@ class RetinanetLoss:
 
         Args:
           num_classes: classes per anchor (background included).
-          focal_loss_alpha: see `RetinanetClassLoss`.
-          focal_loss_gamma: see `RetinanetClassLoss`.
-          huber_loss_delta: see `RetinanetBoxLoss`.
+          focal_loss_alpha: see `RetinaNetClassLoss`.
+          focal_loss_gamma: see `RetinaNetClassLoss`.
+          huber_loss_delta: see `RetinaNetBoxLoss`.
           box_loss_weight: weight of the box loss in the total.
           normalizer_momentum: 0 for the per-batch normalizer
             `sum(num_positives) + 1`; in (0, 1) for its moving average (see
@@ -230,8 +230,8 @@ class RetinanetLoss:
             raise ValueError(f"box_loss_weight: must be >= 0, got {box_loss_weight}")
         if not 0.0 <= normalizer_momentum < 1.0:
             raise ValueError(f"normalizer_momentum: must be in [0, 1), got {normalizer_momentum}")
-        self.class_loss = RetinanetClassLoss(num_classes, focal_loss_alpha, focal_loss_gamma)
-        self.box_loss = RetinanetBoxLoss(huber_loss_delta)
+        self.class_loss = RetinaNetClassLoss(num_classes, focal_loss_alpha, focal_loss_gamma)
+        self.box_loss = RetinaNetBoxLoss(huber_loss_delta)
         self._box_loss_weight = box_loss_weight
         self.normalizer = (
             MovingAverageNormalizer(normalizer_momentum) if normalizer_momentum > 0.0 else None

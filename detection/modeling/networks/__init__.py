@@ -1,0 +1,1 @@
+"""Networks: already-built parts (backbone, decoder, heads) composed into one keras.Model."""
