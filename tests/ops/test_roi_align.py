@@ -53,7 +53,7 @@ def _np_bilinear(feature, y, x):
     h, w, _ = feature.shape
     y = min(max(y, 0.0), h - 1.0)
     x = min(max(x, 0.0), w - 1.0)
-    y0, x0 = int(math.floor(y)), int(math.floor(x))
+    y0, x0 = math.floor(y), math.floor(x)
     y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
     ly, lx = y - y0, x - x0
     return (
