@@ -1,0 +1,61 @@
+"""The unit the detection ops transform: one image with its boxes, optional masks and row ids.
+
+`indices` remembers, for every remaining box, its row in the caller's input, so that the
+caller can gather any per-instance tensor (classes, is_crowd, ...) after boxes were dropped.
+`masks` is None when the caller has none; the helpers here keep it out of `tf.cond` /
+`tf.switch_case` (which cannot carry None) and put it back.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+class Sample(NamedTuple):
+    """One image and its instances.
+
+    Attributes:
+      image: [h, w, 3] uint8.
+      boxes: [n, 4] float32, normalized [ymin, xmin, ymax, xmax].
+      masks: [n, h, w] instance masks (uint8 or float), or None.
+      indices: [n] int32, row of each box in the input given to the policy.
+    """
+
+    image: tf.Tensor
+    boxes: tf.Tensor
+    masks: tf.Tensor | None
+    indices: tf.Tensor
+
+
+def _flat(sample):
+    return tuple(t for t in sample if t is not None)
+
+
+def _unflat(tensors, has_masks):
+    if has_masks:
+        return Sample(*tensors)
+    image, boxes, indices = tensors
+    return Sample(image, boxes, None, indices)
+
+
+def cond(pred, true_fn, sample):
+    """`true_fn(sample)` where `pred` (scalar bool tensor) holds, else `sample`."""
+    has_masks = sample.masks is not None
+    outputs = tf.cond(pred, lambda: _flat(true_fn(sample)), lambda: _flat(sample))
+    return _unflat(outputs, has_masks)
+
+
+def switch(index, branch_fns, sample):
+    """`branch_fns[index](sample)` for a scalar int32 tensor `index`."""
+    has_masks = sample.masks is not None
+    branches = [lambda fn=fn: _flat(fn(sample)) for fn in branch_fns]
+    return _unflat(tf.switch_case(index, branches), has_masks)
+
+
+def keep_valid_boxes(sample):
+    """Clips boxes to [0, 1] and drops boxes of zero height or width, with their masks/ids."""
+    boxes = tf.clip_by_value(sample.boxes, 0.0, 1.0)
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    keep = tf.where(tf.logical_and(ymax > ymin, xmax > xmin))[:, 0]
+    masks = None if sample.masks is None else tf.gather(sample.masks, keep)
+    return Sample(sample.image, tf.gather(boxes, keep), masks, tf.gather(sample.indices, keep))
