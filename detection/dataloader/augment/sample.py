@@ -59,3 +59,23 @@ def keep_valid_boxes(sample):
     keep = tf.where(tf.logical_and(ymax > ymin, xmax > xmin))[:, 0]
     masks = None if sample.masks is None else tf.gather(sample.masks, keep)
     return Sample(sample.image, tf.gather(boxes, keep), masks, tf.gather(sample.indices, keep))
+
+
+def box_pixel_ranges(boxes, image_size):
+    """The pixels each box touches, as half-open ranges.
+
+    Args:
+      boxes: [n, 4] normalized, non-degenerate, inside [0, 1].
+      image_size: [2] int32 (height, width).
+
+    Returns:
+      [n, 4] int32 (row_start, col_start, row_end, col_end); every range holds at least one
+      pixel, and a pixel lies in a box's range iff its area overlaps the box.
+    """
+    size = tf.cast(tf.tile(image_size, [2]), tf.float32)
+    scaled = tf.cast(boxes, tf.float32) * size
+    starts = tf.cast(tf.floor(scaled[:, :2]), tf.int32)
+    ends = tf.cast(tf.math.ceil(scaled[:, 2:]), tf.int32)
+    starts = tf.clip_by_value(starts, 0, image_size - 1)
+    ends = tf.clip_by_value(ends, starts + 1, image_size)
+    return tf.concat([starts, ends], axis=1)
