@@ -43,18 +43,24 @@ class RandAugment:
     """Callable (image [h, w, 3] uint8, seed=None) -> image [h, w, 3] uint8."""
 
     def __init__(
-        self, num_layers=2, magnitude=10.0, constants=magnitudes.RANDAUGMENT_CONSTANTS, seed=None
+        self,
+        num_layers=2,
+        magnitude=10.0,
+        ops=tuple(OPS),
+        constants=magnitudes.RANDAUGMENT_CONSTANTS,
+        seed=None,
     ):
         """Builds the augmenter.
 
         Args:
           num_layers: N, ops applied one after the other (int >= 0).
           magnitude: M, shared magnitude in [0, 10].
+          ops: names of the ops to draw from (default: all of `OPS`).
           constants: magnitudes.Constants (translate_const, cutout_const, replace).
           seed: optional Python int, op seed of the per-call seeds.
 
         Raises:
-          ValueError: num_layers or magnitude out of range (the message names it).
+          ValueError: num_layers, magnitude or ops out of range (the message names it).
         """
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
             raise ValueError(f"RandAugment num_layers must be an int >= 0, got {num_layers!r}")
@@ -62,6 +68,12 @@ class RandAugment:
             raise ValueError(
                 f"RandAugment magnitude must be in [0, {magnitudes.MAX_LEVEL:g}], got {magnitude!r}"
             )
+        unknown = [name for name in ops if name not in OPS]
+        if unknown or not ops:
+            raise ValueError(
+                f"RandAugment ops must be a non-empty subset of {', '.join(OPS)}; got {list(ops)!r}"
+            )
+        self._ops = tuple(ops)
         self._num_layers = num_layers
         self._magnitude = float(magnitude)
         self._constants = constants
@@ -84,8 +96,11 @@ class RandAugment:
         )
         for layer in range(self._num_layers):
             layer_seed = seeds.child(seed, layer)
-            choice = seeds.uniform_int(seeds.child(layer_seed, 0), 0, len(OPS))
             op_seed = seeds.child(layer_seed, 1)
-            branches = [self._op_branch(name, op_seed) for name in OPS]
+            branches = [self._op_branch(name, op_seed) for name in self._ops]
+            if len(branches) == 1:
+                sample = branches[0](sample)
+                continue
+            choice = seeds.uniform_int(seeds.child(layer_seed, 0), 0, len(branches))
             sample = sample_lib.switch(choice, branches, sample)
         return tf.ensure_shape(sample.image, image.shape)
