@@ -19,23 +19,6 @@ from detection.dataloader.augment import sample as sample_lib
 from detection.dataloader.augment import seeds
 
 
-def _paste(canvas, patch, ranges, spatial_axis):
-    """Writes `patch` into `canvas` at rows/cols `ranges` (axes spatial_axis, +1)."""
-    top, left, bottom, right = tf.unstack(ranges)
-    height = tf.shape(canvas)[spatial_axis]
-    width = tf.shape(canvas)[spatial_axis + 1]
-    paddings = [[0, 0]] * spatial_axis + [[top, height - bottom], [left, width - right]]
-    paddings += [[0, 0]] * (len(canvas.shape) - spatial_axis - 2)
-    padded = tf.pad(patch, paddings)
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
-    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
-    inside = tf.reshape(
-        inside, [1] * spatial_axis + [height, width] + [1] * (len(canvas.shape) - spatial_axis - 2)
-    )
-    return tf.where(inside, padded, canvas)
-
-
 def _apply_per_box(sample, crop_fn, probability, seed):
     """Runs crop_fn(image_crop, masks_crop or None, seed) -> same on each picked box."""
     num_boxes = tf.shape(sample.boxes)[0]
@@ -53,9 +36,9 @@ def _apply_per_box(sample, crop_fn, probability, seed):
         image_crop = image[top:bottom, left:right]
         masks_crop = masks[0][:, top:bottom, left:right] if has_masks else None
         image_crop, masks_crop = crop_fn(image_crop, masks_crop, seeds.child(op_seed, index))
-        image = _paste(image, image_crop, ranges[index], 0)
+        image = sample_lib.paste(image, image_crop, top, left)
         if has_masks:
-            return k + 1, image, _paste(masks[0], masks_crop, ranges[index], 1)
+            return k + 1, image, sample_lib.paste(masks[0], masks_crop, top, left, 1)
         return k + 1, image
 
     loop_vars = (tf.constant(0), sample.image) + ((sample.masks,) if has_masks else ())

@@ -10,6 +10,8 @@ the mean, as in PIL. Per-channel maps are applied as 256-entry look-up tables.
 
 import tensorflow as tf
 
+from detection.dataloader.augment import sample as sample_lib
+
 
 def _apply_luts(image, luts):
     """luts: [3, 256] int values in [0, 255], one table per channel."""
@@ -22,6 +24,7 @@ def blend(image1, image2, factor):
     """PIL's Image.blend: image1 + factor * (image2 - image1), clipped and truncated.
 
     factor 0 gives image1, 1 gives image2; larger values extrapolate away from image1.
+    Inputs are uint8 or float32 holding integers (broadcastable); the result is uint8.
     """
     image1 = tf.cast(image1, tf.float32)
     image2 = tf.cast(image2, tf.float32)
@@ -30,10 +33,13 @@ def blend(image1, image2, factor):
 
 
 def grayscale(image):
-    """PIL's RGB -> L conversion (ITU-R 601 weights in 16-bit fixed point): [h, w] int32."""
-    rgb = tf.cast(image, tf.int32)
-    weighted = rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471
-    return tf.bitwise.right_shift(weighted + 32768, 16)
+    """PIL's RGB -> L conversion (ITU-R 601 weights in 16-bit fixed point): [h, w] float32.
+
+    float32 is exact here: every partial sum is an integer below 2**24.
+    """
+    rgb = tf.cast(image, tf.float32)
+    weighted = rgb[..., 0] * 19595.0 + rgb[..., 1] * 38470.0 + rgb[..., 2] * 7471.0
+    return tf.floor((weighted + 32768.0) / 65536.0)
 
 
 def equalize(image):
@@ -78,16 +84,19 @@ def posterize(image, bits):
 
 
 def solarize(image, threshold):
-    """Inverts the pixels >= threshold (0..256; 256 changes nothing)."""
-    pixels = tf.cast(image, tf.int32)
-    return tf.cast(tf.where(pixels < threshold, pixels, 255 - pixels), tf.uint8)
+    """Inverts the pixels >= threshold (Python int 0..256; 256 changes nothing)."""
+    if threshold >= 256:
+        return tf.identity(image)
+    # 255 - x is x XOR 255 for uint8; arithmetic beats a select on big images.
+    invert = tf.cast(image >= tf.constant(threshold, tf.uint8), tf.uint8) * 255
+    return tf.bitwise.bitwise_xor(image, invert)
 
 
 def solarize_add(image, addition, threshold=128):
-    """Adds `addition` (clipped to [0, 255]) to the pixels below `threshold`."""
+    """Adds `addition` (clipped to [0, 255]) to the pixels below `threshold` (Python ints)."""
     pixels = tf.cast(image, tf.int32)
-    added = tf.clip_by_value(pixels + addition, 0, 255)
-    return tf.cast(tf.where(pixels < threshold, added, pixels), tf.uint8)
+    below = tf.cast(pixels < threshold, tf.int32)
+    return tf.cast(tf.clip_by_value(pixels + addition * below, 0, 255), tf.uint8)
 
 
 def invert(image):
@@ -97,22 +106,20 @@ def invert(image):
 
 def color(image, factor):
     """Saturation: 0 gives the grey image, 1 the original (PIL ImageEnhance.Color)."""
-    gray = tf.cast(grayscale(image), tf.uint8)
-    return blend(tf.stack([gray, gray, gray], axis=-1), image, factor)
+    return blend(grayscale(image)[..., None], image, factor)
 
 
 def contrast(image, factor):
     """0 gives the uniform mean-grey image, 1 the original (PIL ImageEnhance.Contrast)."""
     gray = grayscale(image)
-    total = tf.reduce_sum(tf.cast(gray, tf.int64))
-    mean = tf.cast(total, tf.float64) / tf.cast(tf.size(gray), tf.float64)
-    mean = tf.cast(tf.floor(mean + 0.5), tf.uint8)
-    return blend(tf.fill(tf.shape(image), mean), image, factor)
+    # float64: a float32 sum of ~10**6 grey levels is not exact.
+    mean = tf.reduce_mean(tf.cast(gray, tf.float64))
+    return blend(tf.cast(tf.floor(mean + 0.5), tf.float32), image, factor)
 
 
 def brightness(image, factor):
     """0 gives black, 1 the original (PIL ImageEnhance.Brightness)."""
-    return blend(tf.zeros_like(image), image, factor)
+    return blend(0.0, image, factor)
 
 
 def sharpness(image, factor):
@@ -123,14 +130,9 @@ def sharpness(image, factor):
     """
     kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    smoothed = tf.nn.depthwise_conv2d(
-        tf.cast(image, tf.float32)[None], kernel, strides=[1, 1, 1, 1], padding="VALID"
-    )[0]
-    smoothed = tf.cast(tf.clip_by_value(tf.floor(smoothed + 0.5), 0.0, 255.0), tf.uint8)
-    smoothed = tf.pad(smoothed, [[1, 1], [1, 1], [0, 0]])
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
-    interior = (rows > 0) & (rows < height - 1) & (cols > 0) & (cols < width - 1)
-    degenerate = tf.where(interior[:, :, None], smoothed, image)
-    return blend(degenerate, image, factor)
+    pixels = tf.cast(image, tf.float32)
+    smoothed = tf.nn.depthwise_conv2d(pixels[None], kernel, strides=[1, 1, 1, 1], padding="VALID")
+    smoothed = tf.clip_by_value(tf.floor(smoothed[0] + 0.5), 0.0, 255.0)
+    # The border keeps its values: the interior is pasted into the original.
+    degenerate = sample_lib.paste(pixels, smoothed, 1, 1)
+    return blend(degenerate, pixels, factor)

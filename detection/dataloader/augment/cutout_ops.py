@@ -18,11 +18,14 @@ def fill_rectangle(image, top, left, bottom, right, value):
       top, left, bottom, right: int32 scalars, may lie outside the image.
       value: scalar or [c], cast to the image dtype.
     """
-    rows = tf.range(tf.shape(image)[0])[:, None]
-    cols = tf.range(tf.shape(image)[1])[None, :]
-    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
-    value = tf.cast(value, image.dtype)
-    return tf.where(inside[:, :, None], value, image)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    top = tf.clip_by_value(top, 0, height)
+    left = tf.clip_by_value(left, 0, width)
+    bottom = tf.clip_by_value(bottom, top, height)
+    right = tf.clip_by_value(right, left, width)
+    patch_shape = tf.stack([bottom - top, right - left, tf.shape(image)[2]])
+    patch = tf.broadcast_to(tf.cast(value, image.dtype), patch_shape)
+    return sample_lib.paste(image, patch, top, left)
 
 
 def cutout(image, pad_size, seed, replace=128):

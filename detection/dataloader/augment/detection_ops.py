@@ -119,12 +119,23 @@ def _shear_y(signed, level, size, constants):
     return geometric_ops.shear_matrix(0.0, signed(magnitudes.shear_amount(level)))
 
 
-def _translate(const_name, axis):
+def _translate_matrix(const_name, axis):
     def matrix_fn(signed, level, size, constants):
         shift = signed(magnitudes.translate_pixels(level, getattr(constants, const_name)))
         return geometric_ops.translate_matrix(*((shift, 0.0) if axis == "x" else (0.0, shift)))
 
     return matrix_fn
+
+
+def _translate_op(axis):
+    """TranslateX/Y_BBox: whole-pixel shifts (a pad and a slice, not a warp)."""
+
+    def transform(sample, level, seed, constants):
+        shift = _signed(seed, magnitudes.translate_pixels(level, constants.translate_const))
+        dx, dy = (shift, 0.0) if axis == "x" else (0.0, shift)
+        return geometric_ops.translate_sample(sample, dx, dy, constants.replace)
+
+    return _with_probability(transform)
 
 
 def _factor_op(color_fn):
@@ -173,13 +184,13 @@ OPS = {
     "Rotate_BBox": _warp_op(_rotate),
     "ShearX_BBox": _warp_op(_shear_x),
     "ShearY_BBox": _warp_op(_shear_y),
-    "TranslateX_BBox": _warp_op(_translate("translate_const", "x")),
-    "TranslateY_BBox": _warp_op(_translate("translate_const", "y")),
+    "TranslateX_BBox": _translate_op("x"),
+    "TranslateY_BBox": _translate_op("y"),
     "Rotate_Only_BBoxes": _per_box_warp_op(_rotate),
     "ShearX_Only_BBoxes": _per_box_warp_op(_shear_x),
     "ShearY_Only_BBoxes": _per_box_warp_op(_shear_y),
-    "TranslateX_Only_BBoxes": _per_box_warp_op(_translate("translate_bbox_const", "x")),
-    "TranslateY_Only_BBoxes": _per_box_warp_op(_translate("translate_bbox_const", "y")),
+    "TranslateX_Only_BBoxes": _per_box_warp_op(_translate_matrix("translate_bbox_const", "x")),
+    "TranslateY_Only_BBoxes": _per_box_warp_op(_translate_matrix("translate_bbox_const", "y")),
     "Flip_Only_BBoxes": _per_box_warp_op(
         lambda signed, level, size, constants: bbox_only_ops.flip_matrix(size)
     ),

@@ -79,3 +79,35 @@ def box_pixel_ranges(boxes, image_size):
     starts = tf.clip_by_value(starts, 0, image_size - 1)
     ends = tf.clip_by_value(ends, starts + 1, image_size)
     return tf.concat([starts, ends], axis=1)
+
+
+def paste(canvas, patch, top, left, spatial_axis=0):
+    """`canvas` with `patch` written at (top, left): slices and concats, no full-size select.
+
+    Args:
+      canvas: [..., h, w, ...] with h at `spatial_axis`.
+      patch: same rank and dtype, [..., ph, pw, ...], inside the canvas at (top, left).
+      top, left: int32 scalars.
+    """
+    bottom = top + tf.shape(patch)[spatial_axis]
+    right = left + tf.shape(patch)[spatial_axis + 1]
+
+    def take(tensor, axis, start, stop):
+        begin = [0] * len(tensor.shape)
+        size = [-1] * len(tensor.shape)
+        begin[axis] = start
+        size[axis] = stop - start
+        return tf.slice(tensor, tf.stack(begin), tf.stack(size))
+
+    height = tf.shape(canvas)[spatial_axis]
+    width = tf.shape(canvas)[spatial_axis + 1]
+    band = take(canvas, spatial_axis, top, bottom)
+    band = tf.concat(
+        [take(band, spatial_axis + 1, 0, left), patch, take(band, spatial_axis + 1, right, width)],
+        axis=spatial_axis + 1,
+    )
+    pasted = tf.concat(
+        [take(canvas, spatial_axis, 0, top), band, take(canvas, spatial_axis, bottom, height)],
+        axis=spatial_axis,
+    )
+    return tf.ensure_shape(pasted, canvas.shape)

@@ -109,3 +109,17 @@ def test_boxes_moved_out_of_the_image_are_dropped_with_their_masks():
     out = geometric_ops.warp_sample(sample, geometric_ops.translate_matrix(0.0, 100.0))
     assert out.boxes.shape == (0, 4) and out.masks.shape == (0, HEIGHT, WIDTH)
     assert out.indices.shape == (0,)
+
+
+@pytest.mark.parametrize("dx,dy", [(5, -3), (-12, 7), (0, 0), (70, 0), (0, -48), (3.4, -2.6)])
+def test_translate_sample_equals_the_warp_by_whole_pixels(dx, dy):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    boxes = np.concatenate([_normalized(b) for b in PIXEL_BOXES])
+    masks = np.stack([_rectangle_image(b)[..., 0] for b in PIXEL_BOXES])
+    sample = Sample(tf.constant(image), tf.constant(boxes), tf.constant(masks), tf.range(3))
+    fast = geometric_ops.translate_sample(sample, dx, dy, replace=128)
+    forward = geometric_ops.translate_matrix(np.round(dx), np.round(dy))
+    slow = geometric_ops.warp_sample(sample, forward, replace=128)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
