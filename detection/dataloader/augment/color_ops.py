@@ -13,11 +13,14 @@ import tensorflow as tf
 from detection.dataloader.augment import sample as sample_lib
 
 
-def _apply_luts(image, luts):
-    """luts: [3, 256] int values in [0, 255], one table per channel."""
-    offsets = tf.constant([0, 256, 512], tf.int32)
-    flat_luts = tf.reshape(tf.cast(luts, tf.int32), [-1])
-    return tf.cast(tf.gather(flat_luts, tf.cast(image, tf.int32) + offsets), tf.uint8)
+def _lut_indices(image):
+    """[h, w, 3] int32 positions of the pixels in three concatenated 256-entry tables."""
+    return tf.cast(image, tf.int32) + tf.constant([0, 256, 512], tf.int32)
+
+
+def _apply_luts(indices, luts):
+    """luts: [3, 256] values in [0, 255], one table per channel; indices from _lut_indices."""
+    return tf.gather(tf.reshape(tf.cast(luts, tf.uint8), [-1]), indices)
 
 
 def blend(image1, image2, factor):
@@ -44,23 +47,20 @@ def grayscale(image):
 
 def equalize(image):
     """Histogram equalization of each channel (PIL ImageOps.equalize)."""
-    pixels = tf.reshape(tf.cast(image, tf.int32), [-1, 3])
+    indices = _lut_indices(image)
     histograms = tf.reshape(
-        tf.math.bincount(
-            tf.reshape(pixels + tf.constant([0, 256, 512]), [-1]), minlength=768, maxlength=768
-        ),
-        [3, 256],
+        tf.math.bincount(tf.reshape(indices, [-1]), minlength=768, maxlength=768), [3, 256]
     )
     total = tf.reduce_sum(histograms, axis=1)
     # PIL leaves out the count of the brightest level present when choosing the step.
-    brightest = tf.gather(histograms, tf.reduce_max(pixels, axis=0), batch_dims=1)
-    step = (total - brightest) // 255
+    brightest = 255 - tf.argmax(tf.reverse(histograms, axis=[1]) > 0, axis=1, output_type=tf.int32)
+    step = (total - tf.gather(histograms, brightest, batch_dims=1)) // 255
     safe_step = tf.maximum(step, 1)[:, None]
     exclusive_cumsum = tf.cumsum(histograms, axis=1, exclusive=True)
     equalized = tf.minimum((safe_step // 2 + exclusive_cumsum) // safe_step, 255)
     identity = tf.broadcast_to(tf.range(256), [3, 256])
     luts = tf.where(step[:, None] > 0, equalized, identity)
-    return _apply_luts(image, luts)
+    return _apply_luts(indices, luts)
 
 
 def autocontrast(image):
@@ -73,7 +73,7 @@ def autocontrast(image):
     levels = tf.range(256, dtype=tf.float64)[None, :]
     stretched = tf.clip_by_value(tf.cast(levels * scale - lo * scale, tf.int32), 0, 255)
     luts = tf.where(hi > lo, stretched, tf.cast(levels, tf.int32))
-    return _apply_luts(image, luts)
+    return _apply_luts(_lut_indices(image), luts)
 
 
 def posterize(image, bits):
