@@ -39,6 +39,16 @@ def check_inputs(image, boxes, masks):
         raise ValueError(f"augmentation needs masks of shape [n, h, w], got {masks.shape}")
 
 
+def with_static_shapes(sample, image, masks):
+    """`sample` with the static shapes of the input `image` / `masks` restored."""
+    return Sample(
+        tf.ensure_shape(sample.image, image.shape),
+        tf.ensure_shape(sample.boxes, [None, 4]),
+        None if masks is None else tf.ensure_shape(sample.masks, [None] + masks.shape[1:]),
+        tf.ensure_shape(sample.indices, [None]),
+    )
+
+
 def _check_sub_policies(name, sub_policies):
     if not sub_policies:
         raise ValueError(f"AutoAugment policy {name!r} has no sub-policies")
@@ -117,12 +127,7 @@ class DetectionPolicy:
         else:
             choice = seeds.uniform_int(seeds.child(seed, 0), 0, len(branches))
             sample = sample_lib.switch(choice, branches, sample)
-        return Sample(
-            tf.ensure_shape(sample.image, image.shape),
-            tf.ensure_shape(sample.boxes, [None, 4]),
-            None if masks is None else tf.ensure_shape(sample.masks, [None] + masks.shape[1:]),
-            tf.ensure_shape(sample.indices, [None]),
-        )
+        return with_static_shapes(sample, image, masks)
 
 
 def build_policy(name, seed=None, constants=magnitudes.DETECTION_CONSTANTS):

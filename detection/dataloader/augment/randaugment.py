@@ -2,12 +2,14 @@
 
     augment = RandAugment(num_layers=2, magnitude=10)
     image = augment(image)  # uint8 [h, w, 3] -> uint8 [h, w, 3]
+    image, boxes, masks, indices = augment.augment_detection(image, boxes, masks)
 
 Each of the `num_layers` layers applies one op drawn uniformly from `OPS` (always applied,
 as in the paper and the reference), at the shared magnitude; geometric ops take a random
-sign. The ops are the detection policies' ops (detection_ops) run on an image without boxes,
-with RandAugment's own pixel constants (translate 100 px, cutout half side 40 px at
-magnitude 10).
+sign. The ops are the detection policies' ops (detection_ops) with RandAugment's own pixel
+constants (translate 100 px, cutout half side 40 px at magnitude 10); `augment_detection`
+runs them on an image with boxes and masks, which the geometric ops move (same contract as
+`autoaugment.DetectionPolicy`).
 """
 
 import tensorflow as tf
@@ -40,7 +42,8 @@ OPS = {
 
 
 class RandAugment:
-    """Callable (image [h, w, 3] uint8, seed=None) -> image [h, w, 3] uint8."""
+    """Callable (image [h, w, 3] uint8, seed=None) -> image [h, w, 3] uint8; also
+    `augment_detection` for images with boxes and masks."""
 
     def __init__(
         self,
@@ -83,17 +86,7 @@ class RandAugment:
         op = detection_ops.OPS[OPS[op_name]]
         return lambda sample: op(sample, 1.0, self._magnitude, seed, self._constants)
 
-    # Plain TF ops only: AutoGraph conversion (tf.data.map applies it) would only cost time.
-    @tf.autograph.experimental.do_not_convert
-    def __call__(self, image, seed=None):
-        """Args: image [h, w, 3] uint8; seed optional [2] int seed of this call."""
-        image = tf.convert_to_tensor(image)
-        autoaugment.check_inputs(image, tf.zeros([0, 4]), None)
-        if seed is None:
-            seed = seeds.per_call_seed(self._seed)
-        sample = sample_lib.Sample(
-            image, tf.zeros([0, 4], tf.float32), None, tf.zeros([0], tf.int32)
-        )
+    def _augment(self, sample, seed):
         for layer in range(self._num_layers):
             layer_seed = seeds.child(seed, layer)
             op_seed = seeds.child(layer_seed, 1)
@@ -103,4 +96,43 @@ class RandAugment:
                 continue
             choice = seeds.uniform_int(seeds.child(layer_seed, 0), 0, len(branches))
             sample = sample_lib.switch(choice, branches, sample)
-        return tf.ensure_shape(sample.image, image.shape)
+        return sample
+
+    # Plain TF ops only: AutoGraph conversion (tf.data.map applies it) would only cost time.
+    @tf.autograph.experimental.do_not_convert
+    def __call__(self, image, seed=None):
+        """Augments one image.
+
+        Args:
+          image: [h, w, 3] uint8.
+          seed: optional [2] int32/int64 seed of this call (default: drawn per call).
+
+        Returns:
+          [h, w, 3] uint8, the static shape of the input.
+        """
+        image = tf.convert_to_tensor(image)
+        autoaugment.check_inputs(image, tf.zeros([0, 4]), None)
+        if seed is None:
+            seed = seeds.per_call_seed(self._seed)
+        sample = sample_lib.Sample(
+            image, tf.zeros([0, 4], tf.float32), None, tf.zeros([0], tf.int32)
+        )
+        return tf.ensure_shape(self._augment(sample, seed).image, image.shape)
+
+    @tf.autograph.experimental.do_not_convert
+    def augment_detection(self, image, boxes, masks=None, seed=None):
+        """Augments an image with its boxes (and masks); returns a `Sample`.
+
+        Same arguments and results as `autoaugment.DetectionPolicy.__call__`: boxes that
+        leave the image are dropped, `indices` gives the input rows kept.
+        """
+        image = tf.convert_to_tensor(image)
+        boxes = tf.cast(boxes, tf.float32)
+        masks = None if masks is None else tf.convert_to_tensor(masks)
+        autoaugment.check_inputs(image, boxes, masks)
+        if seed is None:
+            seed = seeds.per_call_seed(self._seed)
+        sample = sample_lib.keep_valid_boxes(
+            sample_lib.Sample(image, boxes, masks, tf.range(tf.shape(boxes)[0], dtype=tf.int32))
+        )
+        return autoaugment.with_static_shapes(self._augment(sample, seed), image, masks)

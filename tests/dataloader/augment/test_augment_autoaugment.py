@@ -7,6 +7,7 @@ import tensorflow as tf
 from detection.dataloader.augment import autoaugment
 from detection.dataloader.augment import magnitudes
 from detection.dataloader.augment import policies
+from detection.dataloader.augment import randaugment
 
 SIZE = 48
 NUM_DRAWS = 1000
@@ -114,6 +115,14 @@ def test_policy_1000_draws_in_tf_data(name):
     )
     if name != "test":  # `test` only translates by 8 px: nothing leaves the image.
         assert 0 < kept < inputs
+
+
+def test_randaugment_for_detection_in_tf_data():
+    augment = randaugment.RandAugment(
+        num_layers=2, magnitude=6, constants=SMALL_CONSTANTS
+    ).augment_detection
+    kept, inputs = _check_draws(augment, 300)
+    assert 0 < kept < inputs
 
 
 def test_policy_with_reference_constants_in_tf_data():
