@@ -27,28 +27,6 @@ from detection.dataloader.augment import seeds
 Sample = sample_lib.Sample
 
 
-def check_inputs(image, boxes, masks):
-    """Raises ValueError for a wrong dtype or rank (static checks, at trace time)."""
-    if image.dtype != tf.uint8 or image.shape.rank != 3 or image.shape[-1] not in (None, 3):
-        raise ValueError(
-            f"augmentation needs a uint8 [h, w, 3] image, got {image.dtype} {image.shape}"
-        )
-    if boxes.shape.rank != 2 or boxes.shape[-1] not in (None, 4):
-        raise ValueError(f"augmentation needs boxes of shape [n, 4], got {boxes.shape}")
-    if masks is not None and masks.shape.rank != 3:
-        raise ValueError(f"augmentation needs masks of shape [n, h, w], got {masks.shape}")
-
-
-def with_static_shapes(sample, image, masks):
-    """`sample` with the static shapes of the input `image` / `masks` restored."""
-    return Sample(
-        tf.ensure_shape(sample.image, image.shape),
-        tf.ensure_shape(sample.boxes, [None, 4]),
-        None if masks is None else tf.ensure_shape(sample.masks, [None] + masks.shape[1:]),
-        tf.ensure_shape(sample.indices, [None]),
-    )
-
-
 def _check_sub_policies(name, sub_policies):
     if not sub_policies:
         raise ValueError(f"AutoAugment policy {name!r} has no sub-policies")
@@ -111,23 +89,16 @@ class DetectionPolicy:
     # Plain TF ops only: AutoGraph conversion (tf.data.map applies it) would only cost time.
     @tf.autograph.experimental.do_not_convert
     def __call__(self, image, boxes, masks=None, seed=None):
-        image = tf.convert_to_tensor(image)
-        boxes = tf.cast(boxes, tf.float32)
-        masks = None if masks is None else tf.convert_to_tensor(masks)
-        check_inputs(image, boxes, masks)
+        inputs = sample_lib.from_inputs(image, boxes, masks)
         if seed is None:
             seed = seeds.per_call_seed(self._seed)
-        num_boxes = tf.shape(boxes)[0]
-        sample = sample_lib.keep_valid_boxes(
-            Sample(image, boxes, masks, tf.range(num_boxes, dtype=tf.int32))
-        )
         branches = [lambda s, sub=sub: self._run(sub, seed, s) for sub in self._sub_policies]
         if len(branches) == 1:
-            sample = branches[0](sample)
+            sample = branches[0](inputs)
         else:
             choice = seeds.uniform_int(seeds.child(seed, 0), 0, len(branches))
-            sample = sample_lib.switch(choice, branches, sample)
-        return with_static_shapes(sample, image, masks)
+            sample = sample_lib.switch(choice, branches, inputs)
+        return sample_lib.with_static_shapes(sample, inputs)
 
 
 def build_policy(name, seed=None, constants=magnitudes.DETECTION_CONSTANTS):
@@ -142,18 +113,3 @@ def build_policy(name, seed=None, constants=magnitudes.DETECTION_CONSTANTS):
             f"{', '.join(repr(p) for p in policies.POLICIES)}"
         )
     return DetectionPolicy(policies.POLICIES[name], constants=constants, seed=seed, name=name)
-
-
-def apply_op(
-    op_name,
-    image,
-    boxes,
-    level,
-    seed,
-    masks=None,
-    probability=1.0,
-    constants=magnitudes.DETECTION_CONSTANTS,
-):
-    """One named op at one magnitude (for pictures and tests); returns a `Sample`."""
-    policy = DetectionPolicy([[(op_name, probability, level)]], constants, name=op_name)
-    return policy(image, boxes, masks, seed=seed)

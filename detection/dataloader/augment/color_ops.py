@@ -126,7 +126,7 @@ def sharpness(image, factor):
     """0 gives PIL's SMOOTH-filtered image, 1 the original, 2 a sharpened one.
 
     The smoothing kernel is [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13; as in PIL the one-pixel
-    border keeps its original values.
+    border keeps its original values. Needs h, w >= 3.
     """
     kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])

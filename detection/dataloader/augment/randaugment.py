@@ -14,7 +14,6 @@ runs them on an image with boxes and masks, which the geometric ops move (same c
 
 import tensorflow as tf
 
-from detection.dataloader.augment import autoaugment
 from detection.dataloader.augment import detection_ops
 from detection.dataloader.augment import magnitudes
 from detection.dataloader.augment import sample as sample_lib
@@ -110,14 +109,10 @@ class RandAugment:
         Returns:
           [h, w, 3] uint8, the static shape of the input.
         """
-        image = tf.convert_to_tensor(image)
-        autoaugment.check_inputs(image, tf.zeros([0, 4]), None)
+        sample = sample_lib.from_inputs(image, tf.zeros([0, 4]), None)
         if seed is None:
             seed = seeds.per_call_seed(self._seed)
-        sample = sample_lib.Sample(
-            image, tf.zeros([0, 4], tf.float32), None, tf.zeros([0], tf.int32)
-        )
-        return tf.ensure_shape(self._augment(sample, seed).image, image.shape)
+        return tf.ensure_shape(self._augment(sample, seed).image, sample.image.shape)
 
     @tf.autograph.experimental.do_not_convert
     def augment_detection(self, image, boxes, masks=None, seed=None):
@@ -126,13 +121,7 @@ class RandAugment:
         Same arguments and results as `autoaugment.DetectionPolicy.__call__`: boxes that
         leave the image are dropped, `indices` gives the input rows kept.
         """
-        image = tf.convert_to_tensor(image)
-        boxes = tf.cast(boxes, tf.float32)
-        masks = None if masks is None else tf.convert_to_tensor(masks)
-        autoaugment.check_inputs(image, boxes, masks)
+        inputs = sample_lib.from_inputs(image, boxes, masks)
         if seed is None:
             seed = seeds.per_call_seed(self._seed)
-        sample = sample_lib.keep_valid_boxes(
-            sample_lib.Sample(image, boxes, masks, tf.range(tf.shape(boxes)[0], dtype=tf.int32))
-        )
-        return autoaugment.with_static_shapes(self._augment(sample, seed), image, masks)
+        return sample_lib.with_static_shapes(self._augment(inputs, seed), inputs)

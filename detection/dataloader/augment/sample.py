@@ -27,6 +27,45 @@ class Sample(NamedTuple):
     indices: tf.Tensor
 
 
+def from_inputs(image, boxes, masks):
+    """The `Sample` of a policy's inputs: checked, boxes clipped, degenerate boxes dropped.
+
+    Args:
+      image: [h, w, 3] uint8.
+      boxes: [n, 4] normalized.
+      masks: [n, h, w] or None.
+
+    Raises:
+      ValueError: a wrong dtype or rank (static checks, at trace time).
+    """
+    image = tf.convert_to_tensor(image)
+    boxes = tf.cast(boxes, tf.float32)
+    masks = None if masks is None else tf.convert_to_tensor(masks)
+    if image.dtype != tf.uint8 or image.shape.rank != 3 or image.shape[-1] not in (None, 3):
+        raise ValueError(
+            f"augmentation needs a uint8 [h, w, 3] image, got {image.dtype.name} {image.shape}"
+        )
+    if boxes.shape.rank != 2 or boxes.shape[-1] not in (None, 4):
+        raise ValueError(f"augmentation needs boxes of shape [n, 4], got {boxes.shape}")
+    if masks is not None and masks.shape.rank != 3:
+        raise ValueError(f"augmentation needs masks of shape [n, h, w], got {masks.shape}")
+    indices = tf.range(tf.shape(boxes)[0], dtype=tf.int32)
+    return keep_valid_boxes(Sample(image, boxes, masks, indices))
+
+
+def with_static_shapes(sample, reference):
+    """`sample` with the static image and mask sizes of `reference` (the input sample)."""
+    masks = sample.masks
+    if masks is not None:
+        masks = tf.ensure_shape(masks, [None] + reference.masks.shape[1:].as_list())
+    return Sample(
+        tf.ensure_shape(sample.image, reference.image.shape),
+        tf.ensure_shape(sample.boxes, [None, 4]),
+        masks,
+        tf.ensure_shape(sample.indices, [None]),
+    )
+
+
 def _flat(sample):
     return tuple(t for t in sample if t is not None)
 
