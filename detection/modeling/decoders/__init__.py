@@ -1,0 +1,1 @@
+"""Decoders (`architecture.multilevel_features`): backbone levels -> pyramid levels."""
