@@ -161,6 +161,11 @@ class EfficientNet(keras.layers.Layer):
             str(level): stages[i][4] for level, i in self._output_stage.items() if level >= 2
         }
 
+    def build(self, input_shape):
+        # Sublayers build on their first call; without this override Keras would first run
+        # the whole subtree symbolically to build it, at every level of nesting.
+        pass
+
     @property
     def output_channels(self):
         """`{'2': c2, ..., '5': c5}` channel counts of the outputs."""

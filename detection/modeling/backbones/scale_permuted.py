@@ -123,6 +123,11 @@ class BlockGroup(keras.layers.Layer):
         super().__init__(**kwargs)
         self._blocks = list(blocks)
 
+    def build(self, input_shape):
+        # Sublayers build on their first call; without this override Keras would first run
+        # the whole subtree symbolically to build it, at every level of nesting.
+        pass
+
     @property
     def blocks(self):
         return list(self._blocks)
@@ -234,6 +239,11 @@ class ScalePermutedBackbone(keras.layers.Layer):
             self._endpoint_norms[str(level)] = self._norm_activation.build(
                 name=f"endpoint_{level}_bn", dtype=policy
             )
+
+    def build(self, input_shape):
+        # Sublayers build on their first call; without this override Keras would first run
+        # the whole subtree symbolically to build it, at every level of nesting.
+        pass
 
     @property
     def nodes(self):

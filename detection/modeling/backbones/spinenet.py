@@ -123,6 +123,11 @@ class _ResampleWithAlpha(keras.layers.Layer):
             apply_activation=False, name="expand_bn", dtype=policy
         )
 
+    def build(self, input_shape):
+        # Sublayers build on their first call; without this override Keras would first run
+        # the whole subtree symbolically to build it, at every level of nesting.
+        pass
+
     def call(self, inputs, size, training=None):
         x = self._reduce_norm(self._reduce(inputs), training=training)
         if self._down is not None:

@@ -91,6 +91,11 @@ class _ResampleWithSepconv(keras.layers.Layer):
             apply_activation=False, name="expand_bn", dtype=policy
         )
 
+    def build(self, input_shape):
+        # Sublayers build on their first call; without this override Keras would first run
+        # the whole subtree symbolically to build it, at every level of nesting.
+        pass
+
     def call(self, inputs, size, training=None):
         x = inputs
         for down, norm in zip(self._downs, self._down_norms):

@@ -156,7 +156,8 @@ class _MergeNode(keras.layers.Layer):
         self._dropblock = dropblock
 
     def build(self, input_shape):
-        # The sublayers build on their first call.
+        # Sublayers build on their first call; without this override Keras would first run
+        # the whole subtree symbolically to build it, at every level of nesting.
         pass
 
     def call(self, inputs, training=None):

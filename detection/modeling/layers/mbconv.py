@@ -74,6 +74,11 @@ class DepthwiseConv2DFixedPadding(keras.layers.Layer):
             name="depthwise",
         )
 
+    def build(self, input_shape):
+        # Sublayers build on their first call; without this override Keras would first run
+        # the whole subtree symbolically to build it, at every level of nesting.
+        pass
+
     @property
     def kernel(self):
         """`[k, k, c, 1]` depthwise kernel."""
