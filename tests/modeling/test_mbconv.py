@@ -17,17 +17,30 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def pad_fixed(x, kernel_size, stride):
-    """Stride 1: symmetric 'same' padding; stride > 1: kernel_size - 1 pixels, extra at the end."""
-    total = kernel_size - 1
-    before = total // 2
-    return np.pad(x, ((0, 0), (before, total - before), (before, total - before), (0, 0)))
+def pad(x, kernel_size, stride, padding):
+    """'fixed': kernel_size - 1 pixels, the extra one at the end (symmetric for odd kernels
+    at stride 1). 'same': TensorFlow's, the total depending on the input size."""
+    if padding == "fixed":
+        total_h = total_w = kernel_size - 1
+    else:
+        total_h, total_w = (
+            max((-(-size // stride) - 1) * stride + kernel_size - size, 0) for size in x.shape[1:3]
+        )
+    return np.pad(
+        x,
+        (
+            (0, 0),
+            (total_h // 2, total_h - total_h // 2),
+            (total_w // 2, total_w - total_w // 2),
+            (0, 0),
+        ),
+    )
 
 
-def conv_np(x, kernel, stride=1):
-    """NHWC convolution with the fixed padding, `kernel [k, k, c_in, c_out]`."""
+def conv_np(x, kernel, stride=1, padding="fixed"):
+    """NHWC convolution, `kernel [k, k, c_in, c_out]`."""
     k = kernel.shape[0]
-    xp = pad_fixed(x, k, stride)
+    xp = pad(x, k, stride, padding)
     out_h = (xp.shape[1] - k) // stride + 1
     out_w = (xp.shape[2] - k) // stride + 1
     out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[-1]))
@@ -38,10 +51,10 @@ def conv_np(x, kernel, stride=1):
     return out
 
 
-def depthwise_np(x, kernel, stride=1):
+def depthwise_np(x, kernel, stride=1, padding="fixed"):
     """Depthwise convolution, `kernel [k, k, c, 1]`."""
     k = kernel.shape[0]
-    xp = pad_fixed(x, k, stride)
+    xp = pad(x, k, stride, padding)
     out_h = (xp.shape[1] - k) // stride + 1
     out_w = (xp.shape[2] - k) // stride + 1
     out = np.zeros((x.shape[0], out_h, out_w, x.shape[-1]))
@@ -99,32 +112,39 @@ def test_squeeze_excitation_rejects_bad_values():
     assert squeeze_excitation.num_squeezed_filters(3, 0.2) == 1
 
 
-def mbconv_np(x, block):
+def _kernel(layer):
+    return getattr(layer, "_conv", layer).kernel.numpy()
+
+
+def mbconv_np(x, block, padding="fixed"):
     h = x
     if block._expand is not None:
-        h = bn_np(conv_np(h, block._expand._conv.kernel.numpy()), block._expand_norm)
-    stride = block._depthwise._conv.strides[0]
-    h = depthwise_np(h, block._depthwise.kernel.numpy(), stride)
+        h = bn_np(conv_np(h, _kernel(block._expand)), block._expand_norm)
+    h = depthwise_np(h, block._depthwise.kernel.numpy(), block._strides, padding)
     h = bn_np(h, block._depthwise_norm)
     if block._se is not None:
         h = se_np(h, block._se)
-    h = bn_np(conv_np(h, block._project._conv.kernel.numpy()), block._project_norm)
+    h = bn_np(conv_np(h, _kernel(block._project)), block._project_norm)
     return h + x if block.has_shortcut else h
 
 
 @pytest.mark.parametrize(
-    "in_filters, out_filters, expand_ratio, strides, kernel_size, se_ratio, activation",
+    "in_filters, out_filters, expand_ratio, strides, kernel_size, se_ratio, activation, padding",
     [
-        (8, 8, 6, 1, 3, 0.25, "swish"),  # shortcut + SE
-        (8, 12, 6, 2, 5, 0.25, "swish"),  # strided, width change, 5x5
-        (8, 16, 1, 1, 3, None, "relu"),  # no expansion, no SE
-        (6, 6, 4, 2, 3, 0.2, "relu"),  # same width but strided: no shortcut
+        (8, 8, 6, 1, 3, 0.25, "swish", "fixed"),  # shortcut + SE
+        (8, 12, 6, 2, 5, 0.25, "swish", "fixed"),  # strided, width change, 5x5
+        (8, 16, 1, 1, 3, None, "relu", "fixed"),  # no expansion, no SE
+        (6, 6, 4, 2, 3, 0.2, "relu", "fixed"),  # same width but strided: no shortcut
+        # EfficientNet's padding; on even sizes it differs from the fixed one when strided.
+        (8, 12, 6, 2, 5, 0.25, "swish", "same"),
+        (8, 8, 6, 1, 3, 0.25, "swish", "same"),
     ],
 )
 def test_mbconv_matches_numpy(
-    in_filters, out_filters, expand_ratio, strides, kernel_size, se_ratio, activation
+    in_filters, out_filters, expand_ratio, strides, kernel_size, se_ratio, activation, padding
 ):
-    x = np.random.default_rng(2).normal(size=(2, 7, 9, in_filters)).astype(np.float32)
+    height, width = (7, 9) if padding == "fixed" else (8, 10)
+    x = np.random.default_rng(2).normal(size=(2, height, width, in_filters)).astype(np.float32)
     block = mbconv.MBConvBlock(
         in_filters,
         out_filters,
@@ -134,12 +154,13 @@ def test_mbconv_matches_numpy(
         se_ratio=se_ratio,
         norm_activation=norm_activation.NormActivationConfig(activation=activation),
         drop_connect_rate=0.5,
+        padding=padding,
     )
     block(x, training=False)
     randomize(block, 3)
     out = block(x, training=False).numpy()
-    assert out.shape == (2, -(-7 // strides), -(-9 // strides), out_filters)
-    np.testing.assert_allclose(out, mbconv_np(x, block), rtol=1e-4, atol=1e-4)
+    assert out.shape == (2, -(-height // strides), -(-width // strides), out_filters)
+    np.testing.assert_allclose(out, mbconv_np(x, block, padding), rtol=1e-4, atol=1e-4)
     assert block.has_shortcut == (in_filters == out_filters and strides == 1)
     assert (block._expand is None) == (expand_ratio == 1)
 
@@ -166,6 +187,8 @@ def test_mbconv_rejects_wrong_input_width():
         block(np.zeros((1, 4, 4, 6), np.float32))
     with pytest.raises(ValueError, match="expand_ratio"):
         mbconv.MBConvBlock(8, 8, 0, 1)
+    with pytest.raises(ValueError, match="padding"):
+        mbconv.MBConvBlock(8, 8, 6, 1, padding="valid")
 
 
 def test_depthwise_fixed_padding_sizes():

@@ -5,6 +5,7 @@ Tan, Le. "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networ
 of the official implementation: widths `round_filters(c, width)`, repeats
 `ceil(depth * r)`. As the official builder the original framework wrapped:
 
+- TensorFlow 'same' padding and N(0, sqrt(2 / fan_out)) kernels (`padding='same'` blocks);
 - stem: 3x3/2 conv to `round_filters(32)`, batch norm + swish;
 - seven stages of MBConv blocks with squeeze-excitation 0.25; a stage's first block carries
   its stride and width change;
@@ -22,7 +23,6 @@ import math
 
 import keras
 
-from detection.modeling.backbones.resnet import Conv2DFixedPadding
 from detection.modeling.layers import mbconv
 from detection.modeling.layers import norm_activation as norm_lib
 
@@ -120,7 +120,16 @@ class EfficientNet(keras.layers.Layer):
         policy = self.dtype_policy
 
         stem_filters = mbconv.round_filters(STEM_FILTERS, width)
-        self._stem_conv = Conv2DFixedPadding(stem_filters, 3, 2, dtype=policy, name="stem_conv")
+        self._stem_conv = keras.layers.Conv2D(
+            stem_filters,
+            3,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=mbconv.efficientnet_kernel_initializer(),
+            dtype=policy,
+            name="stem_conv",
+        )
         self._stem_norm = norm_activation.build(name="stem_bn", dtype=policy)
 
         stages = [
@@ -146,6 +155,7 @@ class EfficientNet(keras.layers.Layer):
                         se_ratio=SE_RATIO,
                         norm_activation=norm_activation,
                         drop_connect_rate=rate,
+                        padding="same",
                         dtype=policy,
                         name=f"stage{stage_index}_block{i}",
                     )

@@ -11,8 +11,11 @@ Sandler et al. "MobileNetV2", CVPR 2018; Tan et al. "MnasNet" (CVPR 2019) and
 - the identity shortcut (with stochastic depth on the residual branch) only when the block
   keeps both the channels and the resolution. No activation after the addition.
 
-Convolutions have no bias; strided ones pad explicitly by `kernel_size - 1`, like
-`Conv2DFixedPadding`, so output sizes are `ceil(size / stride)` for any input parity.
+Convolutions have no bias. Two conventions exist: `padding='fixed'` (the original
+framework's blocks, used by SpineNet-MBConv): strided convolutions pad explicitly by
+`kernel_size - 1` like `Conv2DFixedPadding`, kernels start from its variance scaling; and
+`padding='same'` (the official EfficientNet): TensorFlow 'same' padding and kernels from
+N(0, sqrt(2 / fan_out)). Output sizes are `ceil(size / stride)` either way.
 """
 
 import keras
@@ -21,6 +24,16 @@ from detection.modeling.backbones.resnet import Conv2DFixedPadding
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers import squeeze_excitation
 from detection.modeling.layers import stochastic_depth
+
+
+PADDINGS = ("fixed", "same")
+
+
+def efficientnet_kernel_initializer():
+    """N(0, sqrt(2 / fan_out)), the official EfficientNet convolution initializer."""
+    return keras.initializers.VarianceScaling(
+        2.0, mode="fan_out", distribution="untruncated_normal"
+    )
 
 
 def round_filters(filters, multiplier, divisor=8):
@@ -107,6 +120,7 @@ class MBConvBlock(keras.layers.Layer):
         se_ratio=None,
         norm_activation=None,
         drop_connect_rate=None,
+        padding="fixed",
         **kwargs,
     ):
         """Initializes the block.
@@ -121,10 +135,12 @@ class MBConvBlock(keras.layers.Layer):
           norm_activation: a `NormActivationConfig` (batch norm settings and activation).
           drop_connect_rate: stochastic depth rate of the residual branch (only used when the
             block has a shortcut); None disables it.
+          padding: 'fixed' (original framework) or 'same' (official EfficientNet), see the
+            module docstring.
           **kwargs: `keras.layers.Layer` arguments.
 
         Raises:
-          ValueError: on invalid sizes or ratios.
+          ValueError: on invalid sizes, ratios or padding.
         """
         super().__init__(**kwargs)
         for key, value in (
@@ -136,26 +152,60 @@ class MBConvBlock(keras.layers.Layer):
         ):
             if int(value) != value or value < 1:
                 raise ValueError(f"mbconv: {key} must be a positive integer, got {value!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"mbconv: padding must be one of {PADDINGS}, got {padding!r}")
         norm_activation = norm_activation or norm_lib.NormActivationConfig()
         policy = self.dtype_policy
         self._in_filters = int(in_filters)
+        self._strides = int(strides)
         self._has_shortcut = in_filters == out_filters and strides == 1
+        if padding == "fixed":
+            se_initializer = None
+
+            def pointwise(filters, name):
+                return Conv2DFixedPadding(filters, 1, 1, dtype=policy, name=name)
+
+            self._depthwise = DepthwiseConv2DFixedPadding(
+                kernel_size, strides, dtype=policy, name="depthwise"
+            )
+        else:
+            se_initializer = efficientnet_kernel_initializer()
+
+            def pointwise(filters, name):
+                return keras.layers.Conv2D(
+                    filters,
+                    1,
+                    use_bias=False,
+                    kernel_initializer=efficientnet_kernel_initializer(),
+                    dtype=policy,
+                    name=name,
+                )
+
+            self._depthwise = keras.layers.DepthwiseConv2D(
+                kernel_size,
+                strides=strides,
+                padding="same",
+                use_bias=False,
+                depthwise_initializer=efficientnet_kernel_initializer(),
+                dtype=policy,
+                name="depthwise",
+            )
         self._expand = None
         if expand_ratio != 1:
-            self._expand = Conv2DFixedPadding(
-                in_filters * expand_ratio, 1, 1, dtype=policy, name="expand"
-            )
+            self._expand = pointwise(in_filters * expand_ratio, "expand")
             self._expand_norm = norm_activation.build(name="expand_bn", dtype=policy)
-        self._depthwise = DepthwiseConv2DFixedPadding(
-            kernel_size, strides, dtype=policy, name="depthwise"
-        )
         self._depthwise_norm = norm_activation.build(name="depthwise_bn", dtype=policy)
         self._se = None
         if se_ratio:
             self._se = squeeze_excitation.SqueezeExcitation(
-                in_filters, se_ratio, expand_ratio, dtype=policy, name="se"
+                in_filters,
+                se_ratio,
+                expand_ratio,
+                kernel_initializer=se_initializer,
+                dtype=policy,
+                name="se",
             )
-        self._project = Conv2DFixedPadding(out_filters, 1, 1, dtype=policy, name="project")
+        self._project = pointwise(out_filters, "project")
         self._project_norm = norm_activation.build(
             apply_activation=False, name="project_bn", dtype=policy
         )

@@ -21,7 +21,7 @@ class SqueezeExcitation(keras.layers.Layer):
     Input and output: `[batch, h, w, in_filters * expand_ratio]`.
     """
 
-    def __init__(self, in_filters, se_ratio, expand_ratio=1, **kwargs):
+    def __init__(self, in_filters, se_ratio, expand_ratio=1, kernel_initializer=None, **kwargs):
         """Initializes the layer.
 
         Args:
@@ -30,6 +30,7 @@ class SqueezeExcitation(keras.layers.Layer):
           se_ratio: squeeze ratio in (0, 1].
           expand_ratio: channel expansion of the enclosing block; the gated tensor has
             `in_filters * expand_ratio` channels.
+          kernel_initializer: of both convolutions; default variance scaling (fan in).
           **kwargs: `keras.layers.Layer` arguments.
 
         Raises:
@@ -49,7 +50,7 @@ class SqueezeExcitation(keras.layers.Layer):
             "se_ratio": se_ratio,
             "expand_ratio": expand_ratio,
         }
-        initializer = keras.initializers.VarianceScaling()
+        initializer = kernel_initializer or keras.initializers.VarianceScaling()
         self._reduce = keras.layers.Conv2D(
             num_squeezed_filters(in_filters, se_ratio),
             1,
