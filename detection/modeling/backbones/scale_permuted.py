@@ -22,7 +22,7 @@ import math
 
 import keras
 
-from detection.modeling.backbones.resnet import Conv2DFixedPadding
+from detection.modeling.layers import mbconv
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers import stochastic_depth
 
@@ -233,8 +233,8 @@ class ScalePermutedBackbone(keras.layers.Layer):
         self._endpoint_convs = {}
         self._endpoint_norms = {}
         for level in wanted:
-            self._endpoint_convs[str(level)] = Conv2DFixedPadding(
-                self._endpoints_num_filters, 1, 1, dtype=policy, name=f"endpoint_{level}"
+            self._endpoint_convs[str(level)] = mbconv.pointwise_conv(
+                self._endpoints_num_filters, f"endpoint_{level}", policy
             )
             self._endpoint_norms[str(level)] = self._norm_activation.build(
                 name=f"endpoint_{level}_bn", dtype=policy

@@ -19,6 +19,7 @@ from detection.modeling.backbones import scale_permuted
 from detection.modeling.backbones.resnet import BottleneckBlock
 from detection.modeling.backbones.resnet import Conv2DFixedPadding
 from detection.modeling.backbones.resnet import ResidualBlock
+from detection.modeling.layers import mbconv
 from detection.modeling.layers import nearest_resize
 
 # Base block width per level (a bottleneck block outputs 4x this).
@@ -112,13 +113,13 @@ class _ResampleWithAlpha(keras.layers.Layer):
         self._source_level = source.level
         self._target_level = target.level
         self._use_native_resize_op = use_native_resize_op
-        self._reduce = Conv2DFixedPadding(reduced, 1, 1, dtype=policy, name="reduce")
+        self._reduce = mbconv.pointwise_conv(reduced, "reduce", policy)
         self._reduce_norm = norm_activation.build(name="reduce_bn", dtype=policy)
         self._down = None
         if source.level < target.level:
             self._down = Conv2DFixedPadding(reduced, 3, 2, dtype=policy, name="down")
             self._down_norm = norm_activation.build(name="down_bn", dtype=policy)
-        self._expand = Conv2DFixedPadding(target.channels, 1, 1, dtype=policy, name="expand")
+        self._expand = mbconv.pointwise_conv(target.channels, "expand", policy)
         self._expand_norm = norm_activation.build(
             apply_activation=False, name="expand_bn", dtype=policy
         )

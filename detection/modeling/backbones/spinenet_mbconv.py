@@ -86,7 +86,7 @@ class _ResampleWithSepconv(keras.layers.Layer):
                 mbconv.DepthwiseConv2DFixedPadding(3, 2, dtype=policy, name=f"down_{i}")
             )
             self._down_norms.append(norm_activation.build(name=f"down_{i}_bn", dtype=policy))
-        self._expand = Conv2DFixedPadding(target.channels, 1, 1, dtype=policy, name="expand")
+        self._expand = mbconv.pointwise_conv(target.channels, "expand", policy)
         self._expand_norm = norm_activation.build(
             apply_activation=False, name="expand_bn", dtype=policy
         )

@@ -20,7 +20,6 @@ N(0, sqrt(2 / fan_out)). Output sizes are `ceil(size / stride)` either way.
 
 import keras
 
-from detection.modeling.backbones.resnet import Conv2DFixedPadding
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers import squeeze_excitation
 from detection.modeling.layers import stochastic_depth
@@ -33,6 +32,23 @@ def efficientnet_kernel_initializer():
     """N(0, sqrt(2 / fan_out)), the official EfficientNet convolution initializer."""
     return keras.initializers.VarianceScaling(
         2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def pointwise_conv(filters, name, dtype=None, kernel_initializer=None):
+    """Bias-free 1x1 convolution, `[b, h, w, c] -> [b, h, w, filters]`.
+
+    The same layer as `Conv2DFixedPadding(filters, 1, 1)` (padding plays no part at 1x1,
+    stride 1; same default variance-scaling initializer), as a single Keras layer: cheaper to
+    build than the wrapper.
+    """
+    return keras.layers.Conv2D(
+        filters,
+        1,
+        use_bias=False,
+        kernel_initializer=kernel_initializer or keras.initializers.VarianceScaling(),
+        dtype=dtype,
+        name=name,
     )
 
 
@@ -160,39 +176,26 @@ class MBConvBlock(keras.layers.Layer):
         self._strides = int(strides)
         self._has_shortcut = in_filters == out_filters and strides == 1
         if padding == "fixed":
-            se_initializer = None
-
-            def pointwise(filters, name):
-                return Conv2DFixedPadding(filters, 1, 1, dtype=policy, name=name)
-
+            initializer = None
             self._depthwise = DepthwiseConv2DFixedPadding(
                 kernel_size, strides, dtype=policy, name="depthwise"
             )
         else:
-            se_initializer = efficientnet_kernel_initializer()
-
-            def pointwise(filters, name):
-                return keras.layers.Conv2D(
-                    filters,
-                    1,
-                    use_bias=False,
-                    kernel_initializer=efficientnet_kernel_initializer(),
-                    dtype=policy,
-                    name=name,
-                )
-
+            initializer = efficientnet_kernel_initializer()
             self._depthwise = keras.layers.DepthwiseConv2D(
                 kernel_size,
                 strides=strides,
                 padding="same",
                 use_bias=False,
-                depthwise_initializer=efficientnet_kernel_initializer(),
+                depthwise_initializer=initializer,
                 dtype=policy,
                 name="depthwise",
             )
         self._expand = None
         if expand_ratio != 1:
-            self._expand = pointwise(in_filters * expand_ratio, "expand")
+            self._expand = pointwise_conv(
+                in_filters * expand_ratio, "expand", policy, kernel_initializer=initializer
+            )
             self._expand_norm = norm_activation.build(name="expand_bn", dtype=policy)
         self._depthwise_norm = norm_activation.build(name="depthwise_bn", dtype=policy)
         self._se = None
@@ -201,11 +204,13 @@ class MBConvBlock(keras.layers.Layer):
                 in_filters,
                 se_ratio,
                 expand_ratio,
-                kernel_initializer=se_initializer,
+                kernel_initializer=initializer,
                 dtype=policy,
                 name="se",
             )
-        self._project = pointwise(out_filters, "project")
+        self._project = pointwise_conv(
+            out_filters, "project", policy, kernel_initializer=initializer
+        )
         self._project_norm = norm_activation.build(
             apply_activation=False, name="project_bn", dtype=policy
         )
