@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from detection.modeling.decoders import nasfpn
+from detection.modeling.decoders import nasfpn_cell
 
 # The searched cell over inputs 0..4 (levels 3..7), worked out by hand: (level, combine,
 # parents, extras). Output nodes add the inputs nobody consumed at their level: the level-5
@@ -107,10 +108,10 @@ def randomize(layer, seed):
 
 
 def test_cell_wiring_by_hand():
-    levels, wiring = nasfpn.plan_cell(nasfpn.NASFPN_BLOCK_SPECS, [3, 4, 5, 6, 7])
+    levels, wiring = nasfpn_cell.plan_cell(nasfpn_cell.NASFPN_BLOCK_SPECS, [3, 4, 5, 6, 7])
     assert levels == [3, 4, 5, 6, 7] + [row[0] for row in CELL_BY_HAND]
     assert wiring == [(parents, extras) for _, _, parents, extras in CELL_BY_HAND]
-    assert [s.combine_fn for s in nasfpn.NASFPN_BLOCK_SPECS] == [r[1] for r in CELL_BY_HAND]
+    assert [s.combine_fn for s in nasfpn_cell.NASFPN_BLOCK_SPECS] == [r[1] for r in CELL_BY_HAND]
 
 
 def test_one_cell_matches_numpy():
