@@ -110,8 +110,6 @@ class _ResampleWithAlpha(keras.layers.Layer):
         reduced = int(source.channels / _expansion(source.block_fn) * alpha)
         if reduced < 1:
             raise ValueError(f"resample_alpha: {alpha} leaves no channels for {source}")
-        self._source_level = source.level
-        self._target_level = target.level
         self._use_native_resize_op = use_native_resize_op
         self._reduce = mbconv.pointwise_conv(reduced, "reduce", policy)
         self._reduce_norm = norm_activation.build(name="reduce_bn", dtype=policy)
