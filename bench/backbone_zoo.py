@@ -20,13 +20,10 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import app
-from absl import flags
+from absl import app, flags
 
 from detection.modeling import flops
-from detection.modeling.backbones import resnet
-from detection.modeling.backbones import spinenet
-from detection.modeling.backbones import spinenet_mbconv
+from detection.modeling.backbones import resnet, spinenet, spinenet_mbconv
 from detection.modeling.decoders import nasfpn
 from detection.modeling.heads import retinanet_head
 from detection.modeling.layers import norm_activation as norm_lib
@@ -114,7 +111,7 @@ def measure(row):
     """Returns {component: (params, trainable, macs)} for the row, plus 'total'."""
     backbone = row.build_backbone()
     decoder = row.build_decoder() if row.build_decoder else None
-    head = retinanet_head.RetinanetHead(
+    head = retinanet_head.RetinaNetHead(
         3,
         7,
         num_classes=91,

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detection.modeling.backbones import scale_permuted
-from detection.modeling.backbones import spinenet
+from detection.modeling.backbones import scale_permuted, spinenet
 from detection.modeling.heads import retinanet_head
 from detection.modeling.layers import nearest_resize
 
@@ -96,7 +95,7 @@ def test_spinenet49_with_retinanet_head_matches_published_params(spinenet49):
     # MODEL_ZOO.md: RetinaNet SpineNet-49 640, 28.5 M params (trainable weights).
     if not spinenet49.built:  # the weights exist once an earlier test ran it
         spinenet49(tf.zeros([1, 128, 128, 3]), training=False)
-    head = retinanet_head.RetinanetHead(3, 7, num_classes=91, anchors_per_location=9)
+    head = retinanet_head.RetinaNetHead(3, 7, num_classes=91, anchors_per_location=9)
     head({str(level): tf.zeros([1, 2, 2, 256]) for level in range(3, 8)}, training=False)
     total = _count(spinenet49.trainable_weights) + _count(head.trainable_weights)
     assert abs(total / 28.5e6 - 1) < 0.01

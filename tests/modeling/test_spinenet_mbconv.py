@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detection.modeling.backbones import scale_permuted
-from detection.modeling.backbones import spinenet_mbconv
+from detection.modeling.backbones import scale_permuted, spinenet_mbconv
 from detection.modeling.heads import retinanet_head
 from detection.modeling.layers import norm_activation
 
@@ -91,7 +90,7 @@ def test_every_model_id(model_id, widths, endpoints, mbconv49):
 def test_mbconv49_retinanet_matches_published_params(mbconv49):
     # MODEL_ZOO.md: SpineNetMB-49 RetinaNet at 384, 2.34 M params (trainable weights); head
     # of spinenet49_mbconv_retinanet.yaml: 4 separable convs of 48 filters.
-    head = retinanet_head.RetinanetHead(
+    head = retinanet_head.RetinaNetHead(
         3, 7, num_classes=91, anchors_per_location=9, num_filters=48, use_separable_conv=True
     )
     if not mbconv49.built:  # the weights exist once an earlier test ran it

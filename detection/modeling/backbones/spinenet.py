@@ -16,11 +16,9 @@ import keras
 import tensorflow as tf
 
 from detection.modeling.backbones import scale_permuted
-from detection.modeling.backbones.resnet import BottleneckBlock
-from detection.modeling.backbones.resnet import Conv2DFixedPadding
-from detection.modeling.backbones.resnet import ResidualBlock
-from detection.modeling.layers import mbconv
-from detection.modeling.layers import nearest_resize
+from detection.modeling.layers import mbconv, nearest_resize
+from detection.modeling.layers.conv import Conv2DFixedPadding
+from detection.modeling.layers.resnet_blocks import BottleneckBlock, ResidualBlock
 
 # Base block width per level (a bottleneck block outputs 4x this).
 FILTER_SIZE_MAP = {1: 32, 2: 64, 3: 128, 4: 256, 5: 256, 6: 256, 7: 256}

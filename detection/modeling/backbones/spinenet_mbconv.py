@@ -19,9 +19,8 @@ rounds them to multiples of 8; this module rounds for every id).
 import keras
 
 from detection.modeling.backbones import scale_permuted
-from detection.modeling.backbones.resnet import Conv2DFixedPadding
-from detection.modeling.layers import mbconv
-from detection.modeling.layers import nearest_resize
+from detection.modeling.layers import mbconv, nearest_resize
+from detection.modeling.layers.conv import Conv2DFixedPadding
 
 EXPAND_RATIO = 6
 

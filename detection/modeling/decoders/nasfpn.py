@@ -20,10 +20,10 @@ import dataclasses
 
 import keras
 
-from detection.modeling.backbones.resnet import BottleneckBlock
 from detection.modeling.decoders import nasfpn_cell
 from detection.modeling.layers import dropblock as dropblock_lib
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.resnet_blocks import BottleneckBlock
 
 SUPPORTED_LEVELS = (3, 7)
 BLOCK_FNS = ("conv", "bottleneck")
