@@ -6,6 +6,7 @@ conventional 128 + SIGTERM, so job schedulers restart the job, which then resume
 to Python itself: an uncaught exception is a bug, and its traceback is what to report.
 """
 
+import logging as python_logging
 import sys
 
 from absl import logging
@@ -38,6 +39,11 @@ def run_experiment(
     from detection.modeling import factory as model_factory
 
     logging.set_verbosity(logging.INFO)
+    # The executor logs through Python's logging under "detection"; its INFO lines ("resumed
+    # from ckpt-N at step N", "saved checkpoint ...") are part of the default output.
+    python_logging.getLogger("detection").setLevel(python_logging.INFO)
+    if not python_logging.getLogger().handlers:
+        python_logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")
     try:
         strategy = distribution.build_strategy(
             strategy_type,
