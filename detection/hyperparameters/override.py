@@ -65,6 +65,10 @@ def _parse_comma_form(text):
             if not isinstance(child, dict):
                 raise ParamsError(f"override sets both '{part}' and keys under it in '{text}'")
             node = child
+        if parts[-1] in node:
+            # As for a key repeated in a YAML mapping: one of the two would be lost.
+            what = "twice" if not isinstance(node[parts[-1]], dict) else "and keys under it"
+            raise ParamsError(f"override sets '{key}' {what}")
         node[parts[-1]] = value
     return result
 
