@@ -9,12 +9,16 @@ Exit codes (main.py and every tool):
   1    a bug: an uncaught exception, whose traceback is what to report.
 
 TensorFlow's C++ runtime prints start-up lines on stderr (oneDNN notices, CPU features, the
-absl pre-initialization warning) before any error of ours. `quiet_tensorflow()` keeps them out,
-so that the error is the line a user reads; `DETECTION_TF_LOGS=1`, or setting
-`TF_CPP_MIN_LOG_LEVEL` yourself, brings them back.
+absl pre-initialization warning) before any error of ours, and C++ log lines while running
+(libjpeg's complaints about the very image an error of ours then names). `quiet_tensorflow()`
+keeps them out, so that the error is the line a user reads; `DETECTION_TF_LOGS=1`, or setting
+`TF_CPP_MIN_LOG_LEVEL` yourself, brings them back. Fatal C++ errors are always printed.
+Libraries that write to the stderr file descriptor directly (libjpeg: "Bogus Huffman table
+definition") are diverted for the run of main.py by `native_stderr_to_file`.
 """
 
 import argparse
+import contextlib
 import difflib
 import os
 import re
@@ -82,18 +86,24 @@ def print_error(prog, message):
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
+def _quiet():
+    return os.environ.get(TF_LOGS_ENV, "") in ("", "0") and "TF_CPP_MIN_LOG_LEVEL" not in (
+        os.environ
+    )
+
+
 def quiet_tensorflow():
     """Imports TensorFlow without its C++ start-up lines on stderr (unless asked for).
 
     Call it in an entry point before anything imports TensorFlow. Unless `DETECTION_TF_LOGS=1`
-    or `TF_CPP_MIN_LOG_LEVEL` is set, sets `TF_CPP_MIN_LOG_LEVEL=2` (C++ errors only) and
-    imports TensorFlow with the stderr file descriptor sent to a temporary file: the lines
-    printed during the import come before that level takes effect. If the import fails, what
-    it printed is replayed to stderr before the exception propagates.
+    or `TF_CPP_MIN_LOG_LEVEL` is set, sets `TF_CPP_MIN_LOG_LEVEL=3` (only fatal C++ errors)
+    and imports TensorFlow with the stderr file descriptor sent to a temporary file: the
+    lines printed during the import come before that level takes effect. If the import fails,
+    what it printed is replayed to stderr before the exception propagates.
     """
-    if os.environ.get(TF_LOGS_ENV, "") not in ("", "0") or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if not _quiet():
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
@@ -110,3 +120,42 @@ def quiet_tensorflow():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def native_stderr_to_file():
+    """Within the block, C/C++ writes to stderr go to a file; Python's still reach stderr.
+
+    For a process's main function only (it swaps the stderr file descriptor and
+    `sys.stderr`). The file, `$TMPDIR/detection-native-stderr-<pid>.log`, is removed when the
+    block ends; if it ends with an exception, what it holds is first copied to stderr, so a
+    traceback keeps its context. After a hard crash (a fatal C++ error) it stays on disk.
+    Does nothing when TensorFlow's logs were asked for (`DETECTION_TF_LOGS=1`).
+    """
+    if not _quiet():
+        yield None
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    path = os.path.join(tempfile.gettempdir(), f"detection-native-stderr-{os.getpid()}.log")
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    python_stderr = sys.stderr
+    sys.stderr = open(  # noqa: SIM115  (closed below; it must outlive this statement)
+        terminal, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False
+    )
+    try:
+        yield path
+    except Exception:
+        with open(path, "rb") as native:
+            sys.stderr.write(native.read().decode("utf-8", "replace"))
+        raise
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        os.remove(path)

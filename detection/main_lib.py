@@ -139,4 +139,7 @@ def run(argv=None):
 
 
 def main():
-    sys.exit(run())
+    """`python main.py`: `run` with C/C++ library chatter kept off stderr (see cli)."""
+    with cli.native_stderr_to_file():
+        code = run()
+    sys.exit(code)
