@@ -94,13 +94,25 @@ def _check_output_size(params):
         )
 
 
-def check(params):
+def _check_not_null(params, defaults):
+    """Numbers and booleans of the defaults stay non-null (null means "unset", not zero)."""
+    for key, default in defaults.flat_items():
+        if isinstance(default, (bool, int, float)):
+            found, value = _lookup(params, key)
+            if found and value is None:
+                raise ParamsError(f"{key} cannot be null (its default is {default!r})")
+
+
+def check(params, defaults=None):
     """Raises ParamsError naming the key if `params` cannot be built.
 
-    Checks: integer sizes, counts and levels are integers in range; `anchor.anchor_size` and
+    Checks: numbers and booleans of `defaults` (the model's default ParamsDict) are not set
+    to null; integer sizes, counts and levels are integers in range; `anchor.anchor_size` and
     `anchor.aspect_ratios` are positive; the parser's `output_size` is two positive
     integers, divisible by `2**architecture.max_level` for detectors.
     """
+    if defaults is not None:
+        _check_not_null(params, defaults)
     for key, minimum in _INTEGER_KEYS.items():
         found, value = _lookup(params, key)
         if found:

@@ -85,6 +85,6 @@ def load_params(model, config_files=(), params_override="", extra_overrides=None
             "model with --model or the config files' type"
         )
     params.validate()
-    architecture_checks.check(params)
+    architecture_checks.check(params, factory.config_generator(model))
     params.lock()
     return params

@@ -148,6 +148,8 @@ def test_repeated_overrides_apply_in_order(tmp_path):
         ("train.total_steps=" + "9" * 30, "must be an integer >= 1 and < 2**63"),
         ("type=mask_rcnn", "type: mask_rcnn is set by an override, but the model is retinanet"),
         ("anchor=null", "'anchor' is a section (num_scales, aspect_ratios, anchor_size)"),
+        ("architecture.max_level=null", "architecture.max_level cannot be null (its default is 7)"),
+        ("architecture.use_bfloat16=null", "architecture.use_bfloat16 cannot be null"),
     ],
 )
 def test_values_the_architecture_cannot_take(override, message):
