@@ -41,7 +41,23 @@ class UsageError(Exception):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports errors as one line (with close matches) and exit code 2."""
+    """argparse that reports errors as one line (with close matches) and exit code 2.
+
+    An unknown flag is reported before missing required ones (argparse's order is the
+    reverse), since a misspelled required flag is the usual cause of both.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        known = {option for action in self._actions for option in action.option_strings}
+        unknown = [
+            arg
+            for arg in args
+            if arg.startswith("--") and arg != "--" and arg.split("=", 1)[0] not in known
+        ]
+        if unknown:
+            self.error("unrecognized arguments: " + " ".join(unknown))
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
         if message.startswith("unrecognized arguments:"):
