@@ -317,8 +317,8 @@ def create_tf_record(
     if num_shards > len(images):
         # An empty shard is a 0-byte file, which input pipelines refuse.
         raise ValueError(
-            "num_shards=%d but %s has %d images: every shard needs at least one"
-            % (num_shards, object_annotations_file, len(images))
+            "num_shards=%d but %s has %d images: every shard needs at least one (use "
+            "--num_shards <= %d)" % (num_shards, object_annotations_file, len(images), len(images))
         )
     paths = shard_paths(output_file_prefix, num_shards)
     output_dir = os.path.dirname(output_file_prefix)
