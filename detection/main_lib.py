@@ -119,13 +119,14 @@ def run(argv=None):
             return 0
         if not params.model_dir:
             raise UsageError(f"--mode={args.mode} needs --model_dir (or model_dir in params)")
+        strategy_type = resolve_strategy_type(args)
         cli.quiet_tensorflow()
         from detection import experiment  # Heavy (TensorFlow); not needed to print config.
 
         return experiment.run_experiment(
             params,
             mode=args.mode,
-            strategy_type=resolve_strategy_type(args),
+            strategy_type=strategy_type,
             tpu=args.tpu,
             tpu_zone=args.tpu_zone,
             gcp_project=args.gcp_project,

@@ -11,6 +11,9 @@ module. `data_error_message` then reads the location back and, in Python, works 
 wrong with the record (`record_diagnosis`). Good records pay only for the nested dataset:
 tens of microseconds, under 1% of a record's decode and resize (bench/input_pipeline.py).
 
+The note is a local file: when the input pipeline runs on another machine than the Python
+process (a remote TPU host), the one line has the parser's message without the location.
+
 `data_error_message` turns any error of an input pipeline that is about the data into one
 line: a failed record (file, index, source_id, problem), the reader's assertions
 (`DATA_ERROR_PREFIX`: corrupt files), other assertions, files that vanish or cannot be read.

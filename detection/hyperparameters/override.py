@@ -93,13 +93,13 @@ def parse_override(text):
         raise ParamsError(f"override file not found: {stripped}")
     if not stripped.startswith("{") and _looks_like_comma_form(stripped):
         return _parse_comma_form(stripped)
-    data = yaml_io.load_yaml_string(stripped, source="--params_override")
+    data = yaml_io.load_yaml_string(stripped, source="the override")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ParamsError(
-            f"--params_override must be a mapping, a 'key=value' list or a "
-            f"YAML file; got {stripped!r}"
+            f"an override must be a mapping, a 'key=value' list or a "
+            f"YAML file; got {stripped[:80]!r}"
         )
     return data
 
