@@ -82,13 +82,17 @@ def run_experiment(
         return _error(str(error), EXIT_DIVERGED)
     except preemption.TrainingPreempted as error:
         return _error(str(error), EXIT_PREEMPTED)
+    except UnicodeDecodeError as error:
+        # TensorFlow raises this for an op error quoting binary data: a record that is not a
+        # tf.Example. Else it is a file that is not text: one line either way.
+        num_classes = params.architecture.get("num_classes")
+        return _error(record_errors.data_error_message(error, num_classes) or error, EXIT_USAGE)
     except (ParamsError, ValueError, FileNotFoundError) as error:
         # Bad params or data (an unmatched file pattern, an indivisible batch, unreadable
         # checkpoints...): the messages name the key, value or file.
         return _error(error, EXIT_USAGE)
-    except (tf.errors.OpError, UnicodeDecodeError) as error:
+    except tf.errors.OpError as error:
         # Raised while iterating an input pipeline: a bad file or record (named), or a bug.
-        # (TensorFlow raises UnicodeDecodeError for an error message quoting binary data.)
         num_classes = params.architecture.get("num_classes")
         message = record_errors.data_error_message(error, num_classes)
         if message is None:

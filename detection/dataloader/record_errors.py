@@ -2,21 +2,28 @@
 
 A TensorFlow op that fails inside a dataset function (parsing, image decoding, a check) fails
 the whole pipeline with its own message, which names neither the file nor the record (and for
-a payload that is not a tf.Example, carries raw bytes that are not even text). The reader
-therefore runs each record's parser through `try_call`, a nested one-element dataset whose
-`ignore_errors` turns a failure into a flag (`checked_parser`). For a record that fails, the
-file name and index are written to `location_file()` and the parser is run again, outside
-`try_call`, so that the pipeline fails with the parser's own error, as it would without this
-module. `data_error_message` then reads the location back and, in Python, works out what is
-wrong with the record (`record_diagnosis`). Good records pay only for the nested dataset:
-tens of microseconds, under 1% of a record's decode and resize (bench/input_pipeline.py).
+a payload that is not a tf.Example, carries raw bytes that are not even text). `parse_records`
+therefore maps the parser with `ignore_errors` and finds the records it dropped:
 
-The note is a local file: when the input pipeline runs on another machine than the Python
-process (a remote TPU host), the one line has the parser's message without the location.
+  * each record is numbered and paired with the record before it (a `scan`);
+  * the parser runs in parallel, in order (`deterministic=True`), and a record it fails on
+    is dropped (`ignore_errors`), so the pipeline does not stop there;
+  * a second `scan` checks the numbers: after a gap, the record just before the survivor
+    was dropped (the last of a run of failing records). Its file name and index are written to `location_file()` and the parser
+    runs on it again, outside `ignore_errors`, so that the pipeline fails with the parser's
+    own error, as it would without this module (an assertion naming the record if that run
+    succeeds). A finite pipeline ends with a marker that bypasses the parser, so that a
+    failure of its last record is found too.
+
+`data_error_message` reads the note back and works out, in Python, what is wrong with the
+record (`record_diagnosis`). Good records pay for two small scans: no nested datasets, no
+second parse (bench/input_pipeline.py). The note is a local file: when the input pipeline runs
+on another machine than the Python process (a remote TPU host), the one line has the parser's
+message without the location.
 
 `data_error_message` turns any error of an input pipeline that is about the data into one
 line: a failed record (file, index, source_id, problem), the reader's assertions
-(`DATA_ERROR_PREFIX`: corrupt files), other assertions, files that vanish or cannot be read.
+(`DATA_ERROR_PREFIX`: corrupt files), files that vanish or cannot be read.
 """
 
 import os
@@ -31,7 +38,11 @@ from detection.dataloader import record_diagnosis
 DATA_ERROR_PREFIX = "bad input data: "
 _RECORD_FAILED = " : parser failed on record "
 _RECORD_LOCATION = re.compile(re.escape(_RECORD_FAILED) + r"(\d+)$")
-_PROBE_KEY = "detection/probe"  # Parsing any key checks that a record is a tf.Example.
+
+
+# Indices of the markers that travel with the records (real records count from 0).
+_END_INDEX = -1
+CORRUPT_FILE_INDEX = -2
 
 
 def location_file():
@@ -44,66 +55,104 @@ def _zeros(spec):
     return tf.zeros(shape, spec.dtype)
 
 
-def try_call(fn, *args):
-    """Runs `fn(*args)` inside a dataset function without letting an op error escape.
+def _raise_parser_error(parser_fn, filename, index, record, note_path):
+    """Notes where `record` comes from, then fails with the parser's error on it."""
+    location = tf.strings.join([filename, "\n", tf.strings.as_string(index)])
+
+    # The first failure's note stands: after an error, a prefetching consumer may run the
+    # check again on later elements (with its state not advanced) and see a false gap.
+    def write_note():
+        with tf.control_dependencies([tf.io.write_file(note_path, location)]):
+            return tf.strings.substr(location, 0, 0)
+
+    # The path goes through a runtime value: with a constant path, graph optimization would
+    # fold the file check into a constant, computed before any note existed.
+    runtime_path = tf.strings.join([note_path, tf.strings.substr(location, 0, 0)])
+    no_note_yet = tf.equal(tf.size(tf.io.matching_files(runtime_path)), 0)
+    # A data dependency, not only a control one: the note must be written before the parser
+    # fails (a failing function cancels its pending ops).
+    empty = tf.cond(no_note_yet, write_note, lambda: tf.constant(""))
+    outputs = parser_fn(tf.strings.join([record, empty]))
+    message = tf.strings.join(
+        [DATA_ERROR_PREFIX, filename, _RECORD_FAILED, tf.strings.as_string(index)]
+    )
+    # Fires only if the parser succeeds this time: fail naming the record anyway. The outputs
+    # are data of the assertion, not control inputs: only data makes it wait for them (and
+    # so let the parser's own error come first).
+    return tf.debugging.Assert(False, [message] + tf.nest.flatten(outputs), summarize=1)
+
+
+def parse_records(dataset, parser_fn, finite):
+    """Maps `parser_fn` over `(filename, index, record)` elements; failures name the record.
+
+    Args:
+      dataset: of ([] string file name, [] int64 index in the file, [] string record), as
+        `tfrecord_files.read_tfrecord_file_checked` reads them (with its corrupt-file markers).
+      parser_fn: record -> statically shaped outputs (a tensor, tuple or dict).
+      finite: the dataset ends (evaluation): its last record is checked too.
 
     Returns:
-      (ok, outputs): ok is a [] bool tensor; outputs has `fn`'s output structure, zeros when
-      `fn` failed (an unknown dimension is 0 there).
+      The dataset of `parser_fn` outputs, in input order. Iterating it past a record the
+      parser fails on raises the parser's error, after noting the record's location; past a
+      corrupt file's marker, an assertion naming the file.
     """
-    attempt = tf.data.Dataset.from_tensors(args).map(lambda *a: fn(*a)).ignore_errors()
-    fallback = tf.data.Dataset.from_tensors(
-        (False, tf.nest.map_structure(_zeros, attempt.element_spec))
-    )
-    flagged = attempt.map(lambda *out: (True, out[0] if len(out) == 1 else out))
-    return flagged.concatenate(fallback).take(1).get_single_element()
+    note_path = location_file()
+    if os.path.exists(note_path):
+        os.remove(note_path)  # A note of an earlier pipeline of this process.
+    if finite:
+        end = (tf.constant(""), tf.constant(_END_INDEX, tf.int64), tf.constant(""))
+        dataset = dataset.concatenate(tf.data.Dataset.from_tensors(end))
+    # Markers bypass the parser with zeros of its output structure.
+    spec = dataset.map(lambda f, i, r: parser_fn(r)).element_spec
 
+    def pair_with_previous(state, current):
+        number, previous = state
+        return (number + 1, current), (number, previous, current)
 
-def _probe_example(record):
-    return tf.io.parse_single_example(record, {_PROBE_KEY: tf.io.VarLenFeature(tf.string)})[
-        _PROBE_KEY
-    ].values
+    nothing = (tf.constant(""), tf.constant(_END_INDEX, tf.int64), tf.constant(""))
+    dataset = dataset.scan((tf.constant(0, tf.int64), nothing), pair_with_previous)
 
+    def parse(number, previous, current):
+        outputs = tf.cond(
+            tf.less(current[1], 0),
+            lambda: tf.nest.map_structure(_zeros, spec),
+            lambda: parser_fn(current[2]),
+        )
+        return number, previous, current, outputs
 
-def checked_parser(parser_fn):
-    """`parser_fn(record)` as `fn(filename, index, record)` whose failures can be located.
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.ignore_errors()
 
-    A record the parser fails on is noted in `location_file()` ("<file>\\n<index>"), then
-    the parser runs on it again and raises its own error. Should that second run succeed, or
-    the record not be a tf.Example, the pipeline fails with an assertion naming the record.
-    """
-    path = location_file()
-    if os.path.exists(path):
-        os.remove(path)  # A note of an earlier pipeline of this process.
+    def check(expected, element):
+        number, previous, current, outputs = element
 
-    def parse(filename, index, record):
-        ok, outputs = try_call(parser_fn, record)
-
-        def fail():
-            location = tf.strings.join([filename, "\n", tf.strings.as_string(index)])
-            message = tf.strings.join(
-                [DATA_ERROR_PREFIX, filename, _RECORD_FAILED, tf.strings.as_string(index)]
-            )
-            with tf.control_dependencies([tf.io.write_file(path, location)]):
-                record_again = tf.identity(record)
-
-            def parser_error():
-                again = parser_fn(record_again)
-                with tf.control_dependencies(tf.nest.flatten(again)):
-                    return tf.identity(message)
-
-            # TensorFlow's error for a payload that is not a tf.Example quotes its bytes,
-            # which are not text: raise ours instead.
-            is_example, _ = try_call(_probe_example, record_again)
-            failed = tf.cond(is_example, parser_error, lambda: tf.identity(message))
-            with tf.control_dependencies([tf.debugging.Assert(False, [failed])]):
+        def dropped():
+            with tf.control_dependencies([_raise_parser_error(parser_fn, *previous, note_path)]):
                 return tf.constant(False)
 
-        checked = tf.cond(ok, lambda: tf.constant(True), fail)
-        with tf.control_dependencies([checked]):
-            return tf.nest.map_structure(tf.identity, outputs)
+        def corrupt_file():
+            # current[2] holds the message naming the file.
+            with tf.control_dependencies([tf.debugging.Assert(False, [current[2]])]):
+                return tf.constant(False)
 
-    return parse
+        # A marker is never dropped: after its error, a prefetching consumer may call this
+        # again with the state not advanced, which must not blame the marker.
+        in_sequence = tf.logical_or(tf.equal(number, expected), tf.less(previous[1], 0))
+        checked = tf.cond(
+            in_sequence,
+            lambda: tf.cond(
+                tf.equal(current[1], CORRUPT_FILE_INDEX), corrupt_file, lambda: tf.constant(True)
+            ),
+            dropped,
+        )
+        with tf.control_dependencies([checked]):
+            outputs = tf.nest.map_structure(tf.identity, outputs)
+        return number + 1, (tf.equal(current[1], _END_INDEX), outputs)
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), check)
+    if finite:
+        dataset = dataset.filter(lambda is_end, outputs: tf.logical_not(is_end))
+    return dataset.map(lambda is_end, outputs: outputs)
 
 
 def _noted_location():
@@ -173,8 +222,10 @@ def data_error_message(error, num_classes=None):
         # The parser's own error on a record the pipeline located.
         return record_diagnosis.describe_record_at(*noted, num_classes, _assertion_text(first))
     rest = first[len("assertion failed:") :].strip()
-    if rest.startswith("[" + DATA_ERROR_PREFIX) and rest.endswith("]"):
-        message = rest[1 + len(DATA_ERROR_PREFIX) : -1]  # Brackets inside are fine.
+    if rest.startswith("[" + DATA_ERROR_PREFIX):
+        # The message is the first item; more may follow (the parser's outputs).
+        message = _ASSERT_ITEM.match(rest)
+        message = (message.group(1) if message else rest[1:])[len(DATA_ERROR_PREFIX) :]
         location = _RECORD_LOCATION.search(message)
         if location is None:
             return message

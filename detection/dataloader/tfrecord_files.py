@@ -4,8 +4,8 @@ Every file problem is named: a pattern that matches nothing, a directory, an emp
 or unreadable file fail when the dataset is built. TensorFlow's DataLossError does not say
 which file is corrupt, so each file is read with errors caught, the bytes consumed are counted
 (record length + 16 bytes of framing per record), and reaching the end of a file with fewer
-bytes than its size fails with an assertion (`record_errors.DATA_ERROR_PREFIX`) naming the
-file. Records come out with their file name and index, so later errors can name them too.
+bytes than its size adds a marker that `record_errors.parse_records` raises as an error naming
+the file. Records come out with their file name and index, so later errors can name them too.
 """
 
 import concurrent.futures
@@ -74,7 +74,7 @@ def checked_file_sizes(files):
 
 
 def read_tfrecord_file_checked(filename, file_size):
-    """Dataset of the records of one TFRecord file that fails naming the file if it is corrupt.
+    """Dataset of the records of one TFRecord file, ending with a marker if it is corrupt.
 
     Args:
       filename: [] string tensor.
@@ -82,9 +82,10 @@ def read_tfrecord_file_checked(filename, file_size):
 
     Returns:
       A dataset of `(filename, index, record)`: [] string, [] int64 (0-based position in the
-      file), [] string. Iterating past a truncated or corrupt record raises
-      tf.errors.InvalidArgumentError with the file name, the bytes read and the file size
-      (after the file's readable records).
+      file), [] string. When the readable records do not add up to the file's size (a corrupt
+      or truncated file), they are followed by one element with index `CORRUPT_FILE_INDEX`
+      whose record is the error message naming the file; `record_errors.parse_records` raises
+      it. (An assertion here would be swallowed by the `ignore_errors` downstream.)
     """
     file_size = tf.cast(file_size, tf.int64)
     # Bytes are counted per chunk of records: one function call per chunk instead of per
@@ -99,32 +100,32 @@ def read_tfrecord_file_checked(filename, file_size):
         total += tf.reduce_sum(
             tf.cast(tf.strings.length(chunk), tf.int64) + _TFRECORD_FRAMING_BYTES
         )
-        complete = tf.logical_or(tf.logical_not(is_end), tf.equal(total, file_size))
-        # String-only data lets Assert run without a per-chunk cond.
-        check = tf.debugging.Assert(
-            complete,
-            [
-                tf.strings.join(
-                    [
-                        record_errors.DATA_ERROR_PREFIX,
-                        "corrupt or truncated TFRecord file ",
-                        filename,
-                        ": ",
-                        tf.strings.as_string(total),
-                        " of its ",
-                        tf.strings.as_string(file_size),
-                        " bytes are readable records",
-                    ]
-                )
-            ],
-        )
         size = tf.size(chunk, out_type=tf.int64)
-        with tf.control_dependencies([check]):
-            element = (
-                tf.fill([size], filename),
-                count + tf.range(size, dtype=tf.int64),
-                tf.identity(chunk),
-            )
+        # 1 at the end of a file whose records miss some of its bytes, else 0.
+        corrupt = tf.cast(tf.logical_and(is_end, tf.not_equal(total, file_size)), tf.int64)
+        message = tf.strings.join(
+            [
+                record_errors.DATA_ERROR_PREFIX,
+                "corrupt or truncated TFRecord file ",
+                filename,
+                ": ",
+                tf.strings.as_string(total),
+                " of its ",
+                tf.strings.as_string(file_size),
+                " bytes are readable records",
+            ]
+        )
+        element = (
+            tf.fill([size + corrupt], filename),
+            tf.concat(
+                [
+                    count + tf.range(size, dtype=tf.int64),
+                    tf.fill([corrupt], tf.constant(record_errors.CORRUPT_FILE_INDEX, tf.int64)),
+                ],
+                0,
+            ),
+            tf.concat([chunk, tf.fill([corrupt], message)], 0),
+        )
         return (total, count + size), element
 
     initial = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))

@@ -135,15 +135,49 @@ def test_good_records_are_unchanged_by_the_checks(tmp_path):
     assert ids == [1, 2, 3, 4, 5, -1]
 
 
-def test_try_call_flags_failures_and_keeps_the_output_structure():
-    def fn(x):
-        return {"y": tf.strings.to_number(x, tf.int32) * 2, "z": tf.fill([3], x)}
+def _numbers(records, finite):
+    """parse_records over in-memory records with a parser that fails on non-numbers."""
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (["f"] * len(records), tf.range(len(records), dtype=tf.int64), records)
+    )
+    return record_errors.parse_records(
+        dataset, lambda r: {"n": tf.strings.to_number(r, tf.int32)}, finite
+    )
 
-    dataset = tf.data.Dataset.from_tensor_slices(["4", "x", "5"])
-    results = list(dataset.map(lambda x: record_errors.try_call(fn, x)).as_numpy_iterator())
-    assert [bool(ok) for ok, _ in results] == [True, False, True]
-    assert [int(out["y"]) for _, out in results] == [8, 0, 10]
-    assert results[1][1]["z"].shape == (3,)
+
+def test_parse_records_keeps_order_and_values():
+    records = [str(i) for i in range(40)]
+    for finite in (True, False):
+        values = [int(e["n"]) for e in _numbers(records, finite)]
+        assert values == list(range(40))
+
+
+@pytest.mark.parametrize(
+    "records, bad_index, finite",
+    [
+        (["1", "x", "2", "3"], 1, True),
+        (["1", "x", "y", "3"], 2, False),  # Consecutive failures: the last one is named.
+        (["x", "1"], 0, True),
+        (["1", "2", "x"], 2, True),  # The last record of a finite dataset.
+    ],
+)
+def test_parse_records_names_a_failing_record(records, bad_index, finite):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="StringToNumberOp"):
+        for _ in _numbers(records, finite):
+            pass
+    with open(record_errors.location_file()) as f:
+        assert f.read() == f"f\n{bad_index}"
+
+
+def test_parse_records_raises_a_corrupt_file_marker():
+    records = ["1", "bad input data: corrupt or truncated TFRecord file f: 3 of its 9 bytes"]
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (["f", "f"], tf.constant([0, record_errors.CORRUPT_FILE_INDEX], tf.int64), records)
+    )
+    parsed = record_errors.parse_records(dataset, lambda r: tf.strings.length(r), finite=False)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        list(parsed)
+    assert record_errors.data_error_message(info.value) == records[1][len("bad input data: ") :]
 
 
 @pytest.mark.parametrize(
