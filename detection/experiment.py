@@ -1,18 +1,47 @@
 """Running an experiment from the command line: params -> strategy -> model fn -> executor.
 
-Returns the process exit codes of `detection.core.exit_codes`.
+Exit codes (`detection.cli`): 0 done; 2 bad input (flags, params, data files, model_dir and
+its checkpoints); 3 the training diverged (NaN/Inf loss, the message names the step); 143
+preempted by SIGTERM after saving a checkpoint (the conventional 128 + SIGTERM, so job
+schedulers restart the job, which then resumes). 1 is left to Python itself: an uncaught
+exception is a bug, and its traceback is what to report.
 """
 
+import logging as python_logging
 import sys
 
 from absl import logging
 
-from detection.core import exit_codes, modes
+from detection import cli
+from detection.cli import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_USAGE
+from detection.core import modes
 
 
 def _error(message, code):
-    print(f"main.py: error: {message}", file=sys.stderr)
+    cli.print_error("main.py", message)
     return code
+
+
+def _configure_logging():
+    """INFO lines on stdout, warnings and errors on stderr; the executor's INFO shown.
+
+    The executor logs through Python's logging under "detection"; its INFO lines ("resumed
+    from ckpt-N at step N", "saved checkpoint ...") are part of the default output, beside
+    the progress lines on stdout. stderr then carries only what needs attention: on bad
+    input, the one error line. A process that configured logging itself is left alone.
+    """
+    python_logging.getLogger("detection").setLevel(python_logging.INFO)
+    root = python_logging.getLogger()
+    if root.handlers:
+        return
+    formatter = python_logging.Formatter("%(levelname)s:%(name)s:%(message)s")
+    info = python_logging.StreamHandler(sys.stdout)
+    info.addFilter(lambda record: record.levelno < python_logging.WARNING)
+    problems = python_logging.StreamHandler(sys.stderr)
+    problems.setLevel(python_logging.WARNING)
+    for handler in (info, problems):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
 
 
 def run_experiment(
@@ -28,11 +57,15 @@ def run_experiment(
 ):
     """Runs `mode` for the model `params.type`; returns a process exit code."""
     # TensorFlow is imported here so that `--print_config` and flag errors stay instant.
+    import tensorflow as tf
+
+    from detection.dataloader import record_errors
     from detection.executor import distribution, preemption, runner, trainer
     from detection.hyperparameters import ParamsError
     from detection.model_fns import factory as model_fn_factory
 
     logging.set_verbosity(logging.INFO)
+    _configure_logging()
     try:
         strategy = distribution.build_strategy(
             strategy_type,
@@ -47,12 +80,24 @@ def run_experiment(
         if mode == modes.TRAIN and eval_after_training:
             result = runner.run(modes.EVAL, model_fn, params, params.model_dir, strategy)
     except trainer.NonFiniteLossError as error:
-        return _error(str(error), exit_codes.DIVERGED)
+        return _error(str(error), EXIT_DIVERGED)
     except preemption.TrainingPreempted as error:
-        return _error(str(error), exit_codes.PREEMPTED)
+        return _error(str(error), EXIT_PREEMPTED)
+    except UnicodeDecodeError as error:
+        # TensorFlow raises this for an op error quoting binary data: a record that is not a
+        # tf.Example. Else it is a file that is not text: one line either way.
+        num_classes = params.architecture.get("num_classes")
+        return _error(record_errors.data_error_message(error, num_classes) or error, EXIT_USAGE)
     except (ParamsError, ValueError, FileNotFoundError) as error:
-        # Bad params or data (an unmatched file pattern, an indivisible batch...): the
-        # messages name the key, value or file, so one line is what the user needs.
-        return _error(str(error).strip().splitlines()[0], exit_codes.USAGE)
+        # Bad params or data (an unmatched file pattern, an indivisible batch, unreadable
+        # checkpoints...): the messages name the key, value or file.
+        return _error(error, EXIT_USAGE)
+    except tf.errors.OpError as error:
+        # Raised while iterating an input pipeline: a bad file or record (named), or a bug.
+        num_classes = params.architecture.get("num_classes")
+        message = record_errors.data_error_message(error, num_classes)
+        if message is None:
+            raise
+        return _error(message, EXIT_USAGE)
     logging.info("%s finished: %s", mode, result)
     return 0

@@ -1,40 +1,21 @@
 """The command line: `python main.py --model=retinanet --mode=train --model_dir=DIR ...`.
 
 Flags say *where* (model_dir, TPU, config files, override, mode); everything about the
-experiment lives in the params tree. Every user error (bad flag, file, key, value) ends the
-process with exit code 2 and one line on stderr, never a traceback.
+experiment lives in the params tree. Every user error (bad flag, file, key, value, data file,
+model_dir) ends the process with exit code 2 and one line on stderr, never a traceback (exit
+codes: `detection.cli`).
 """
 
-import argparse
-import difflib
 import sys
 
+from detection import cli
+from detection.cli import EXIT_USAGE, OneLineParser, UsageError
 from detection.configs import factory as config_factory
 from detection.configs import loader
-from detection.core import exit_codes, modes, strategies
+from detection.core import modes, strategies
 from detection.hyperparameters import ParamsError
 
-
-class UsageError(Exception):
-    """A bad flag or flag combination; printed as one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports errors as one line (with close matches) and exit code 2."""
-
-    def error(self, message):
-        if message.startswith("unrecognized arguments:"):
-            known = [a for action in self._actions for a in action.option_strings]
-            unknown = message.split(":", 1)[1].split()
-            hints = []
-            for arg in unknown:
-                name = arg.split("=", 1)[0]
-                close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
-                if close:
-                    hints.append(f"{name}: did you mean {' or '.join(close)}?")
-            if hints:
-                message += " (" + "; ".join(hints) + ")"
-        raise UsageError(message)
+__all__ = ["EXIT_USAGE", "OneLineParser", "UsageError", "add_params_flags", "main", "run"]
 
 
 def add_params_flags(parser):
@@ -53,8 +34,10 @@ def add_params_flags(parser):
     )
     parser.add_argument(
         "--params_override",
-        default="",
-        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied last",
+        action="append",
+        default=[],
+        help="inline YAML/JSON, 'a.b=1,c.d=[1,2]', or a YAML file; applied after the config "
+        "files; repeatable, applied in order",
     )
 
 
@@ -134,12 +117,14 @@ def run(argv=None):
             return 0
         if not params.model_dir:
             raise UsageError(f"--mode={args.mode} needs --model_dir (or model_dir in params)")
+        strategy_type = resolve_strategy_type(args)
+        cli.quiet_tensorflow()
         from detection import experiment  # Heavy (TensorFlow); not needed to print config.
 
         return experiment.run_experiment(
             params,
             mode=args.mode,
-            strategy_type=resolve_strategy_type(args),
+            strategy_type=strategy_type,
             tpu=args.tpu,
             tpu_zone=args.tpu_zone,
             gcp_project=args.gcp_project,
@@ -148,9 +133,12 @@ def run(argv=None):
             eval_after_training=args.eval_after_training,
         )
     except (UsageError, ParamsError) as error:
-        print(f"main.py: error: {error}", file=sys.stderr)
-        return exit_codes.USAGE
+        cli.print_error("main.py", error)
+        return EXIT_USAGE
 
 
 def main():
-    sys.exit(run())
+    """`python main.py`: `run` with C/C++ library chatter kept off stderr (see cli)."""
+    with cli.native_stderr_to_file():
+        code = run()
+    sys.exit(code)

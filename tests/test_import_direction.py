@@ -1,6 +1,6 @@
 """The package's dependencies run one way:
 
-    main_lib / experiment / tools -> executor -> (model_fns) -> modeling / dataloader /
+    main_lib / experiment / tools (-> cli) -> executor -> (model_fns) -> modeling / dataloader /
     evaluation -> ops -> hyperparameters
 
 `executor` runs any model fn through the contract in `core` and imports no model code;
@@ -20,6 +20,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "detection"
 ALLOWED = {
     "hyperparameters": set(),
     "core": set(),
+    "cli": {"core"},
     "configs": {"hyperparameters"},
     "ops": set(),
     "dataloader": {"core", "ops", "hyperparameters"},
@@ -27,9 +28,10 @@ ALLOWED = {
     "evaluation": {"ops", "hyperparameters"},
     "model_fns": {"core", "modeling", "dataloader", "evaluation", "ops", "hyperparameters"},
     "executor": {"core", "hyperparameters"},
-    "main_lib": {"configs", "core", "hyperparameters", "experiment"},
-    "experiment": {"core", "executor", "model_fns", "hyperparameters"},
+    "main_lib": {"cli", "configs", "core", "hyperparameters", "experiment"},
+    "experiment": {"cli", "core", "executor", "model_fns", "dataloader", "hyperparameters"},
     "tools": {
+        "cli",
         "main_lib",
         "configs",
         "core",

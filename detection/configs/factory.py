@@ -27,7 +27,7 @@ def config_generator(model):
     Raises:
       ParamsError: `model` is not one of MODELS.
     """
-    if model not in _DEFAULTS:
-        raise ParamsError(f"unknown model '{model}'; choose one of: {', '.join(MODELS)}")
+    if not isinstance(model, str) or model not in _DEFAULTS:
+        raise ParamsError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
     defaults, restrictions = _DEFAULTS[model]
     return ParamsDict(defaults, restrictions)

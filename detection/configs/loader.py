@@ -2,7 +2,7 @@
 
 import logging
 
-from detection.configs import factory, inert_keys
+from detection.configs import architecture_checks, factory, inert_keys
 from detection.hyperparameters import ParamsError, override_params_dict, yaml_io
 
 _log = logging.getLogger(__name__)
@@ -13,6 +13,8 @@ def model_from_config_files(config_files):
     model = None
     for path in config_files or []:
         model = yaml_io.load_yaml_file(path).get("type", model)
+    if model is not None and not isinstance(model, str):
+        raise ParamsError(f"unknown model {model!r} in the config files' type")
     return model
 
 
@@ -25,6 +27,18 @@ def _check_override(override, source):
         raise ParamsError(f"{source} sets '{key}: {value}': {reason}")
 
 
+def _override_sources(params_override):
+    """[(name for messages, override string)] of one string or a list of them."""
+    if params_override is None:
+        return []
+    if isinstance(params_override, str):
+        return [("--params_override", params_override)]
+    overrides = list(params_override)
+    if len(overrides) == 1:
+        return [("--params_override", overrides[0])]
+    return [(f"--params_override #{i}", text) for i, text in enumerate(overrides, 1)]
+
+
 def load_params(model, config_files=(), params_override="", extra_overrides=None):
     """Builds the locked, validated params of a run.
 
@@ -32,7 +46,8 @@ def load_params(model, config_files=(), params_override="", extra_overrides=None
       model: the model type (a key of configs.factory.MODELS), or None to take it from the
         `type` key of the config files.
       config_files: YAML files applied in order.
-      params_override: an override string (inline YAML/JSON, comma form, or a YAML path).
+      params_override: an override string (inline YAML/JSON, comma form, or a YAML path), or
+        a list of them applied in order after the config files.
       extra_overrides: a dict applied last (e.g. values of command-line flags).
 
     Returns:
@@ -58,13 +73,20 @@ def load_params(model, config_files=(), params_override="", extra_overrides=None
         except ParamsError as error:
             raise ParamsError(f"{path}: {error}") from None
         _check_override(applied, path)
-    try:
-        applied = override_params_dict(params, params_override)
-    except ParamsError as error:
-        raise ParamsError(f"--params_override: {error}") from None
-    _check_override(applied, "--params_override")
+    for source, text in _override_sources(params_override):
+        try:
+            applied = override_params_dict(params, text)
+        except ParamsError as error:
+            raise ParamsError(f"{source}: {error}") from None
+        _check_override(applied, source)
     if extra_overrides:
         params.override(extra_overrides)
+    if params.type != model:
+        raise ParamsError(
+            f"type: {params.type} is set by an override, but the model is {model}; choose the "
+            "model with --model or the config files' type"
+        )
     params.validate()
+    architecture_checks.check(params, factory.config_generator(model))
     params.lock()
     return params

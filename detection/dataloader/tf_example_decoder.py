@@ -98,6 +98,23 @@ class TfExampleDecoder:
         )
         classes = parsed["image/object/class/label"]
         num_instances = tf.shape(classes)[0]
+        # Extra labels would silently pair with other boxes (or with none).
+        consistent = tf.debugging.Assert(
+            tf.logical_and(
+                tf.equal(num_instances, tf.shape(boxes)[0]),
+                tf.reduce_all(tf.math.is_finite(boxes)),
+            ),
+            [
+                "the labels and boxes of the record with image/source_id",
+                parsed["image/source_id"],
+                "disagree (number of labels, boxes:",
+                num_instances,
+                tf.shape(boxes)[0],
+                ") or a box coordinate is not finite",
+            ],
+        )
+        with tf.control_dependencies([consistent]):
+            classes, boxes = tf.identity(classes), tf.identity(boxes)
 
         is_crowd = parsed["image/object/is_crowd"]
         is_crowd = tf.cond(

@@ -1,14 +1,17 @@
 """Training checkpoints in model_dir: save, resume, and find the step of a checkpoint.
 
 A checkpoint holds every model variable, keyed by its unique Keras path
-(`model/resnet.Sstem_conv.Sconv.Skernel`, `.S` escaping `/`), and the optimizer (slots and `iterations`, which *is* the global
-step: the learning-rate schedule reads it). Files are `model_dir/ckpt-<step>`; the checkpoint
+(`model/resnet.Sstem_conv.Sconv.Skernel`, `.S` escaping `/`), and the optimizer (slots and
+`iterations`, which *is* the global step: the learning-rate schedule reads it). Files are `model_dir/ckpt-<step>`; the checkpoint
 number is the global step, so a path says its step.
 
-Never unreadable: TensorFlow writes a checkpoint's shards to a temporary name, merges them into
-the final `ckpt-<step>.index/.data-*`, and only then rewrites the `checkpoint` state file
-(atomically, by rename) that `latest_checkpoint` reads. A process killed mid-save leaves at most
-a stray temporary directory; every checkpoint the state file lists is complete.
+Saving never leaves an unreadable checkpoint: TensorFlow writes a checkpoint's shards to a
+temporary name, merges them into the final `ckpt-<step>.index/.data-*`, and only then rewrites
+the `checkpoint` state file (atomically, by rename). A process killed mid-save leaves at most a
+stray temporary directory. Files can still go missing or get damaged afterwards (copies, disks,
+hands), so resuming tries every checkpoint of model_dir newest first and skips unreadable ones
+(`checkpoint_files`); a model_dir whose checkpoints are all unreadable is an error, never a
+fresh start that would overwrite them.
 
 Multi-worker: every worker must take part in a save (variables may need collectives), but only
 the chief's copy is kept; the others write to `model_dir/worker_tmp/<task>` and delete it.
@@ -17,14 +20,32 @@ All workers resume from the chief's latest checkpoint.
 
 import logging
 import os
-import re
 
 import tensorflow as tf
 
+from detection.executor import checkpoint_files
 from detection.executor import distribution
+from detection.executor.checkpoint_files import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    first_line,
+    step_of,
+)
 
-CHECKPOINT_NAME = "ckpt"
-_STEP_PATTERN = re.compile(r"-(\d+)$")
+# How a damaged checkpoint fails to restore: TensorFlow's read errors, and IndexError ("Read
+# less bytes than requested") from the Python side of a truncated data file.
+_UNREADABLE = (tf.errors.OpError, IndexError, OSError)
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CheckpointError",
+    "Checkpointer",
+    "checkpoint_paths",
+    "first_line",
+    "model_variables",
+    "restore_model",
+    "step_of",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -59,24 +80,28 @@ def restore_model(model, checkpoint_path):
     """Restores every variable of `model` from a checkpoint of this executor.
 
     Raises:
-      ValueError: a model variable is missing from the checkpoint (another architecture).
+      tf.errors.NotFoundError: the checkpoint's index is gone (deleted by the trainer's
+        `max_to_keep` while an evaluator waited for it).
+      CheckpointError: the checkpoint is unreadable (truncated, damaged, data missing), or a
+        model variable is missing from it (another architecture).
     """
     checkpoint = tf.train.Checkpoint(model=model_variables(model))
+    if not tf.io.gfile.exists(checkpoint_path + ".index"):
+        raise tf.errors.NotFoundError(None, None, f"{checkpoint_path}.index does not exist")
     # The optimizer's slots are not needed here; expect_partial also keeps TensorFlow from
     # logging every unrestored slot when the status is garbage collected.
     try:
         status = checkpoint.restore(checkpoint_path).expect_partial()
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:  # ValueError: a variable's shape differs.
-        raise ValueError(
-            f"{checkpoint_path} does not hold this model's variables: {str(error)[:300]}"
+    except _UNREADABLE as error:
+        raise CheckpointError(
+            f"checkpoint {checkpoint_path} is unreadable: {checkpoint_files.first_line(error)}"
         ) from None
-
-
-def step_of(checkpoint_path):
-    """The global step of `.../ckpt-<step>`; None for another naming."""
-    match = _STEP_PATTERN.search(checkpoint_path)
-    return int(match.group(1)) if match else None
+    except (AssertionError, ValueError) as error:  # ValueError: a variable's shape differs.
+        raise CheckpointError(
+            f"{checkpoint_path} does not hold this model's variables: "
+            f"{checkpoint_files.first_line(error)}"
+        ) from None
 
 
 def checkpoint_paths(model_dir):
@@ -99,6 +124,10 @@ class Checkpointer:
         self.checkpoint = tf.train.Checkpoint(model=model_variables(model), optimizer=optimizer)
         self._optimizer = optimizer
         self._model_dir = model_dir
+        # Read before the CheckpointManager, which raises on an empty state file and treats a
+        # damaged one as absent.
+        self._candidates = checkpoint_files.candidates(model_dir)
+        self._latest = None
         self._is_chief = distribution.is_chief(strategy)
         if self._is_chief:
             self._directory = model_dir
@@ -120,24 +149,63 @@ class Checkpointer:
         return int(self._optimizer.iterations.numpy())
 
     def latest(self):
-        """Path of the newest checkpoint in model_dir, or None."""
-        return tf.train.latest_checkpoint(self._model_dir)
+        """Path of the newest good checkpoint of this run in model_dir, or None."""
+        return self._latest
+
+    def _try_restore(self, candidate):
+        """Restores `candidate`; returns why it is unreadable, or None once restored.
+
+        Raises:
+          CheckpointError: the checkpoint is readable but is not of this model and optimizer.
+        """
+        problem = checkpoint_files.missing_files(candidate)
+        if problem is not None:
+            return problem
+        try:
+            self.checkpoint.restore(candidate.path).assert_existing_objects_matched()
+        except _UNREADABLE as error:
+            return f"{candidate.name} is unreadable ({checkpoint_files.first_line(error)})"
+        except (AssertionError, ValueError) as error:
+            raise CheckpointError(
+                f"cannot resume from {candidate.path}: it does not match this model and "
+                f"optimizer (changed architecture or optimizer?): "
+                f"{checkpoint_files.first_line(error)}"
+            ) from None
+        return None
 
     def restore_latest(self):
-        """Restores the newest checkpoint of model_dir; returns its path or None if none."""
-        path = self.latest()
-        if path is None:
+        """Restores the newest readable checkpoint of model_dir.
+
+        Checkpoints the state file lists and `ckpt-<step>` files on disk are tried newest
+        first; unreadable ones (missing, truncated, damaged files) are skipped with a warning.
+
+        Returns:
+          The restored checkpoint's path, or None when model_dir holds no checkpoint at all
+          (a fresh run).
+
+        Raises:
+          CheckpointError: model_dir holds checkpoints but none is readable (training from
+            scratch would overwrite them), or the newest readable one belongs to another model.
+        """
+        if not self._candidates:
             return None
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            raise ValueError(
-                f"cannot resume from {path}: it does not match this model and "
-                f"optimizer (changed architecture or optimizer?): {error}"
-            ) from error
+        problems = []
+        for candidate in self._candidates:
+            problem = self._try_restore(candidate)
+            if problem is None:
+                break
+            problems.append(problem)
+            _log.warning("cannot resume from %s: %s", candidate.path, problem)
+        else:
+            raise CheckpointError(
+                f"{self._model_dir} holds checkpoints but none can be restored ("
+                + "; ".join(problems)
+                + "); move them away to train from scratch"
+            )
         self._last_saved_step = self.step
-        _log.info("resumed from %s at step %d", path, self.step)
-        return path
+        self._latest = candidate.path
+        _log.info("resumed from %s at step %d", candidate.name, self.step)
+        return candidate.path
 
     def save(self):
         """Saves at the current step (no-op if this step is already saved); returns the path."""
@@ -146,6 +214,7 @@ class Checkpointer:
             return None
         path = self._manager.save(checkpoint_number=step)
         self._last_saved_step = step
+        self._latest = os.path.join(self._model_dir, f"{CHECKPOINT_NAME}-{step}")
         if self._is_chief:
             _log.info("saved checkpoint %s", path)
         else:

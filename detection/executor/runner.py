@@ -73,8 +73,16 @@ class _MetricsSink:
             )
 
 
+def _save_params(params, model_dir, strategy):
+    # Only once the trainer has restored (or found no) checkpoint: a run refused for another
+    # architecture must leave the params.yaml of the checkpoints' run as it was.
+    if distribution.is_chief(strategy):
+        params_dict.save_params_dict_to_yaml(params, os.path.join(model_dir, "params.yaml"))
+
+
 def _train_and_eval(model_fn, params, config, model_dir, strategy):
     trainer = trainer_lib.Trainer(model_fn, params, config, model_dir, strategy)
+    _save_params(params, model_dir, strategy)
     evaluator = _make_evaluation(strategy, model_fn, trainer.model, config)
     sink = _MetricsSink(model_dir, config, strategy)
     metrics = None
@@ -98,7 +106,7 @@ def _continuous_eval(model_fn, config, model_dir, strategy):
         try:
             checkpoints.restore_model(model, path)
         except tf.errors.NotFoundError:
-            # Deleted by the trainer's max_to_keep before we got to it.
+            # Deleted by the trainer's max_to_keep before we got to it (the index goes first).
             _log.warning("checkpoint %s disappeared before evaluation; skipped", path)
             continue
         metrics = evaluator.run()
@@ -112,6 +120,17 @@ def _continuous_eval(model_fn, config, model_dir, strategy):
             config.eval_timeout,
         )
     return metrics or {}
+
+
+def _make_model_dir(model_dir):
+    try:
+        tf.io.gfile.makedirs(model_dir)
+    except tf.errors.OpError as error:
+        raise ValueError(
+            f"cannot create model_dir {model_dir}: {checkpoints.first_line(error)}"
+        ) from None
+    if not tf.io.gfile.isdir(model_dir):
+        raise ValueError(f"model_dir {model_dir} is not a directory")
 
 
 def run(mode, model_fn, params, model_dir, strategy):
@@ -128,7 +147,9 @@ def run(mode, model_fn, params, model_dir, strategy):
       dict: final losses (train) or final metrics (eval, train_and_eval).
 
     Raises:
-      ValueError: bad mode or params.
+      ValueError: bad mode or params, or a model_dir that cannot be used.
+      checkpoints.CheckpointError: model_dir's checkpoints are unreadable or of another
+        model (a ValueError).
       trainer.NonFiniteLossError: the loss diverged.
       preemption.TrainingPreempted: SIGTERM (after saving a checkpoint).
     """
@@ -139,11 +160,10 @@ def run(mode, model_fn, params, model_dir, strategy):
     if not model_dir:
         raise ValueError("model_dir is empty")
     config = config_lib.from_params(params, strategy)
-    tf.io.gfile.makedirs(model_dir)
-    if mode != modes.EVAL and distribution.is_chief(strategy):
-        params_dict.save_params_dict_to_yaml(params, os.path.join(model_dir, "params.yaml"))
+    _make_model_dir(model_dir)
     if mode == modes.TRAIN:
         trainer = trainer_lib.Trainer(model_fn, params, config, model_dir, strategy)
+        _save_params(params, model_dir, strategy)
         return trainer.train(config.total_steps)
     if mode == modes.EVAL:
         return _continuous_eval(model_fn, config, model_dir, strategy)

@@ -65,6 +65,10 @@ def _parse_comma_form(text):
             if not isinstance(child, dict):
                 raise ParamsError(f"override sets both '{part}' and keys under it in '{text}'")
             node = child
+        if parts[-1] in node:
+            # As for a key repeated in a YAML mapping: one of the two would be lost.
+            what = "twice" if not isinstance(node[parts[-1]], dict) else "and keys under it"
+            raise ParamsError(f"override sets '{key}' {what}")
         node[parts[-1]] = value
     return result
 
@@ -89,13 +93,13 @@ def parse_override(text):
         raise ParamsError(f"override file not found: {stripped}")
     if not stripped.startswith("{") and _looks_like_comma_form(stripped):
         return _parse_comma_form(stripped)
-    data = yaml_io.load_yaml_string(stripped, source="--params_override")
+    data = yaml_io.load_yaml_string(stripped, source="the override")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ParamsError(
-            f"--params_override must be a mapping, a 'key=value' list or a "
-            f"YAML file; got {stripped!r}"
+            f"an override must be a mapping, a 'key=value' list or a "
+            f"YAML file; got {stripped[:80]!r}"
         )
     return data
 

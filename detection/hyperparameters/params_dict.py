@@ -3,8 +3,10 @@
 A ParamsDict is built from a model's defaults and then overridden, in order, by YAML files and
 a `--params_override` string. Overrides may only change keys that exist (strict mode), and a
 value must keep the kind of its default: numbers stay numbers (an int may replace a float and
-vice versa), strings stay strings, lists stay lists, dicts stay dicts. A default of `None`
-accepts any value, since it means "unset" rather than a type.
+vice versa; an integral float such as `1e4` replacing an int becomes an int, a non-finite
+one is refused), strings stay strings, lists stay lists (and their items keep the kind of the
+default's items: `aspect_ratios: [[1.0, 2.0]]` is refused), sections stay sections. A default
+of `None` accepts any value, since it means "unset" rather than a type.
 
 Restrictions are cross-key rules such as `'shapemask_head.mask_crop_size ==
 shapemask_parser.mask_crop_size'` or `'retinanet_parser.unmatched_threshold <=
@@ -13,6 +15,7 @@ retinanet_parser.match_threshold'`, checked by `validate()`.
 
 import copy
 import difflib
+import math
 import os
 import re
 
@@ -29,7 +32,8 @@ _COMPARATORS = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
 }
-_RESERVED = ("_locked", "_restrictions", "_path", "_values")
+_RESERVED = ("_locked", "_restrictions", "_path", "_values", "_item_kinds")
+_MAX_SHOWN_CHARS = 80
 
 
 def _kind(value):
@@ -51,6 +55,45 @@ def _kind(value):
 
 def _type_name(value):
     return "null" if value is None else type(value).__name__
+
+
+def _item_kind(values):
+    """The kind all items of a list share ('number', 'list of number'...), or None."""
+    kinds = {_kind(v) for v in values}
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    if kind == "list":
+        inner = {_item_kind(v) for v in values}
+        return f"list of {inner.pop()}" if len(inner) == 1 and None not in inner else "list"
+    return kind
+
+
+def _show(value):
+    """A short description of a value for error messages (sections are not dumped)."""
+    if isinstance(value, ParamsDict):
+        keys = list(value.keys())
+        shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+        return f"a section ({shown})"
+    text = repr(value)
+    if len(text) > _MAX_SHOWN_CHARS:
+        text = text[: _MAX_SHOWN_CHARS - 3] + "..."
+    return f"{_type_name(value)} ({text})"
+
+
+def _check_items(path, value, kind):
+    """Raises ParamsError if an item of the list `value` is not of `kind` (see _item_kind)."""
+    if kind is None:
+        return
+    outer, _, inner = kind.partition(" of ")
+    for i, item in enumerate(value):
+        if _kind(item) != outer:
+            raise ParamsError(
+                f"wrong item type in '{path}': item {i} is {_show(item)}; its items must be "
+                f"{outer}s"
+            )
+        if inner:
+            _check_items(f"{path}[{i}]", item, inner)
 
 
 def _close_matches(name, candidates):
@@ -81,10 +124,18 @@ class ParamsDict:
         object.__setattr__(self, "_restrictions", list(restrictions or []))
         object.__setattr__(self, "_path", _path)
         object.__setattr__(self, "_values", {})
+        # The kind of each list's items in the defaults, kept so that overrides (which may
+        # first empty a list) cannot change it.
+        object.__setattr__(self, "_item_kinds", {})
         if isinstance(default_params, ParamsDict):
             default_params = default_params.as_dict()
         for key, value in (default_params or {}).items():
-            self._values[self._check_key(key)] = self._wrap(key, value)
+            self._add(self._check_key(key), value)
+
+    def _add(self, key, value):
+        self._values[key] = self._wrap(key, value)
+        if isinstance(value, (list, tuple)) and value:
+            self._item_kinds[key] = _item_kind(value)
 
     # ----------------------------------------------------------------------- access
     def _full(self, key):
@@ -164,18 +215,35 @@ class ParamsDict:
         if key not in self._values:
             if is_strict:
                 raise ParamsError(self._unknown_key_message(key))
-            self._values[self._check_key(key)] = self._wrap(key, value)
+            self._add(self._check_key(key), value)
             return
         current = self._values[key]
         if isinstance(current, ParamsDict) and isinstance(value, (dict, ParamsDict)):
             current.override(value, is_strict)
             return
         old_kind, new_kind = _kind(current), _kind(value)
-        if old_kind != "none" and new_kind != "none" and old_kind != new_kind:
+        if old_kind == "dict" and new_kind == "none":
             raise ParamsError(
-                f"wrong type for '{self._full(key)}': was {_type_name(current)} "
-                f"({current!r}), got {_type_name(value)} ({value!r})"
+                f"'{self._full(key)}' is {_show(current)} and cannot be null; set the keys "
+                "under it instead"
             )
+        if old_kind != "none" and new_kind != "none" and old_kind != new_kind:
+            hint = ""
+            if isinstance(current, ParamsDict) and current.keys():
+                hint = f"; set the keys under it, e.g. '{current._full(next(iter(current)))}'"
+            raise ParamsError(
+                f"wrong type for '{self._full(key)}': was {_show(current)}, got {_show(value)}"
+                + hint
+            )
+        if new_kind == "list":
+            _check_items(self._full(key), value, self._item_kinds.get(key))
+        if isinstance(current, int) and old_kind == "number" and isinstance(value, float):
+            if not math.isfinite(value):
+                raise ParamsError(
+                    f"wrong value for '{self._full(key)}': was int ({current!r}), got {value!r}"
+                )
+            if value.is_integer():
+                value = int(value)  # `1e4` is how people write 10000.
         self._values[key] = self._wrap(key, value)
 
     def override(self, override_params, is_strict=True):

@@ -26,25 +26,36 @@ Policies:
 Usage:
   python -m detection.tools.create_coco_tfrecord --image_dir=D --object_annotations_file=F.json \
       --output_file_prefix=P --num_shards=N [--include_masks] [--num_workers=W]
+
+Bad flags or input end the process with exit code 2 and one line on stderr (`detection.cli`).
 """
 
-import collections
-import contextlib
-import functools
-import hashlib
-import io
-import json
-import math
-import multiprocessing
-import os
+import argparse
+import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-import numpy as np
-from PIL import Image
-from pycocotools import mask as mask_api
-import tensorflow as tf
+from detection import cli
+
+if __name__ in ("__main__", "__mp_main__"):  # The command, or one of its spawned workers.
+    # Before the imports below load TensorFlow, which prints start-up lines on stderr.
+    cli.quiet_tensorflow()
+
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import math  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+
+from absl import logging  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+from pycocotools import mask as mask_api  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from detection.tools.coco_annotations import load_coco_annotations  # noqa: E402
+
+PROG = "create_coco_tfrecord"
 
 
 def shard_paths(output_file_prefix, num_shards):
@@ -52,37 +63,6 @@ def shard_paths(output_file_prefix, num_shards):
     return [
         "%s-%05d-of-%05d.tfrecord" % (output_file_prefix, i, num_shards) for i in range(num_shards)
     ]
-
-
-def load_coco_annotations(object_annotations_file):
-    """Reads a COCO JSON file.
-
-    Returns:
-      (images, annotations_by_image_id, category_index): the 'images' list in file order, a dict
-      image id -> list of annotation dicts (file order), and a dict category id -> name.
-
-    Raises:
-      ValueError: duplicate image ids, or an annotation whose image id is not in 'images'.
-    """
-    with tf.io.gfile.GFile(object_annotations_file, "r") as f:
-        groundtruth = json.load(f)
-    images = groundtruth["images"]
-    image_ids = set()
-    for image in images:
-        if image["id"] in image_ids:
-            raise ValueError("Duplicate image id %r in %s" % (image["id"], object_annotations_file))
-        image_ids.add(image["id"])
-    category_index = {c["id"]: c["name"] for c in groundtruth.get("categories", [])}
-    annotations_by_image_id = collections.defaultdict(list)
-    # Test-set files (image_info_test*.json) have no 'annotations' key.
-    for annotation in groundtruth.get("annotations", []):
-        if annotation.get("image_id") not in image_ids:
-            raise ValueError(
-                "Annotation id %r in %s refers to unknown image id %r"
-                % (annotation.get("id"), object_annotations_file, annotation.get("image_id"))
-            )
-        annotations_by_image_id[annotation["image_id"]].append(annotation)
-    return images, annotations_by_image_id, category_index
 
 
 def _read_image_as_jpeg(image_path, expected_height, expected_width):
@@ -95,7 +75,8 @@ def _read_image_as_jpeg(image_path, expected_height, expected_width):
         image = Image.open(io.BytesIO(data))
         image.load()
     except Exception as e:  # PIL raises several unrelated exception types.
-        raise ValueError("Cannot decode image file %s: %s" % (image_path, e)) from e
+        reason = "not a known image format" if isinstance(e, UnidentifiedImageError) else e
+        raise ValueError("Cannot decode image file %s: %s" % (image_path, reason)) from e
     width, height = image.size
     if (height, width) != (expected_height, expected_width):
         raise ValueError(
@@ -240,7 +221,11 @@ def create_tf_example(image, annotations, image_dir, category_index, include_mas
     for annotation in annotations:
         ann_id = annotation.get("id")
         category_id = annotation.get("category_id")
-        if category_id not in category_index:
+        try:
+            known = category_id in category_index
+        except TypeError:  # An unhashable id (a list...).
+            known = False
+        if not known:
             raise ValueError(
                 "Annotation id %r (image %s) has category id %r not in categories"
                 % (ann_id, image_path, category_id)
@@ -329,6 +314,12 @@ def create_tf_record(
     if num_shards < 1:
         raise ValueError("num_shards must be >= 1, got %r" % num_shards)
     images, annotations_by_image_id, category_index = load_coco_annotations(object_annotations_file)
+    if num_shards > len(images):
+        # An empty shard is a 0-byte file, which input pipelines refuse.
+        raise ValueError(
+            "num_shards=%d but %s has %d images: every shard needs at least one (use "
+            "--num_shards <= %d)" % (num_shards, object_annotations_file, len(images), len(images))
+        )
     paths = shard_paths(output_file_prefix, num_shards)
     output_dir = os.path.dirname(output_file_prefix)
     if output_dir:
@@ -377,32 +368,86 @@ def create_tf_record(
     return paths
 
 
-def _define_flags():
-    flags.DEFINE_string("image_dir", None, "Directory containing the images.")
-    flags.DEFINE_string("object_annotations_file", None, "COCO instances JSON file.")
-    flags.DEFINE_string("output_file_prefix", None, "Output path prefix of the TFRecord shards.")
-    flags.DEFINE_integer("num_shards", 32, "Number of output shards.")
-    flags.DEFINE_boolean("include_masks", False, "Write per-instance PNG masks.")
-    flags.DEFINE_integer("num_workers", 0, "Worker processes (0: run in this process).")
-    flags.DEFINE_integer("log_every_n", 1000, "Log progress every this many images.")
-    for name in ("image_dir", "object_annotations_file", "output_file_prefix"):
-        flags.mark_flag_as_required(name)
+def boolean(text):
+    """argparse type of --include_masks: true/false, yes/no, 1/0."""
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "y"):
+        return True
+    if value in ("0", "false", "no", "n"):
+        return False
+    raise ValueError(text)
 
 
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    create_tf_record(
-        f.image_dir,
-        f.object_annotations_file,
-        f.output_file_prefix,
-        f.num_shards,
-        include_masks=f.include_masks,
-        num_workers=f.num_workers,
-        log_every_n=f.log_every_n,
+def build_parser():
+    parser = cli.OneLineParser(
+        prog=f"python -m detection.tools.{PROG}",
+        allow_abbrev=False,
+        description="Converts a COCO-format dataset (JSON + images) to sharded TFRecords.",
     )
+    parser.add_argument("--image_dir", required=True, help="directory containing the images")
+    parser.add_argument("--object_annotations_file", required=True, help="COCO instances JSON")
+    parser.add_argument(
+        "--output_file_prefix", required=True, help="output path prefix of the TFRecord shards"
+    )
+    parser.add_argument("--num_shards", type=int, default=32, help="number of output shards")
+    parser.add_argument(
+        "--include_masks",
+        type=boolean,
+        nargs="?",
+        const=True,
+        default=False,
+        help="write per-instance PNG masks",
+    )
+    parser.add_argument(
+        "--noinclude_masks", dest="include_masks", action="store_false", help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--num_workers", type=int, default=0, help="worker processes (0: run in this process)"
+    )
+    parser.add_argument(
+        "--log_every_n", type=int, default=1000, help="log progress every this many images"
+    )
+    return parser
+
+
+def _check_args(args):
+    if args.num_shards < 1:
+        raise cli.UsageError(f"--num_shards must be >= 1, got {args.num_shards}")
+    if args.num_workers < 0:
+        raise cli.UsageError(f"--num_workers must be >= 0, got {args.num_workers}")
+    if args.log_every_n < 1:
+        raise cli.UsageError(f"--log_every_n must be >= 1, got {args.log_every_n}")
+    if not tf.io.gfile.isdir(args.image_dir):
+        raise cli.UsageError(f"--image_dir={args.image_dir} is not a directory")
+
+
+def main(argv=None):
+    """Converts; returns the exit code (2 with one line on stderr for bad flags or input)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        _check_args(args)
+        logging.set_verbosity(logging.INFO)
+        create_tf_record(
+            args.image_dir,
+            args.object_annotations_file,
+            args.output_file_prefix,
+            args.num_shards,
+            include_masks=args.include_masks,
+            num_workers=args.num_workers,
+            log_every_n=args.log_every_n,
+        )
+    except (cli.UsageError, ValueError, OSError) as error:
+        cli.print_error(PROG, error)
+        return cli.EXIT_USAGE
+    except tf.errors.OpError as error:
+        # Writing the output (a read-only directory, a full disk, a bucket without access).
+        target = f"{args.output_file_prefix}-*" if args else "the output"
+        cli.print_error(PROG, f"cannot write {target}: {error.message}")
+        return cli.EXIT_USAGE
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

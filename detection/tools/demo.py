@@ -7,21 +7,32 @@
    command-line path as `main.py --mode=train_and_eval` (resuming if interrupted).
 3. Prints the COCO box metrics of the final checkpoint.
 4. Writes `model_dir/detections.png`: val images with predicted boxes, labels and scores.
+
+Bad flags end the process with exit code 2 and one line on stderr (`detection.cli`); errors of
+the training run itself are main.py's (same codes).
 """
 
-import argparse
-import glob
-import json
-import os
 import sys
 
-import numpy as np
-from PIL import Image
+from detection import cli
 
-from detection import main_lib
-from detection.configs.merge import merge_dicts
-from detection.hyperparameters import parse_override
-from detection.tools import make_shapes_dataset
+if __name__ == "__main__":
+    # Before the imports below load TensorFlow, which prints start-up lines on stderr.
+    cli.quiet_tensorflow()
+
+import glob  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from detection import main_lib  # noqa: E402
+from detection.configs.merge import merge_dicts  # noqa: E402
+from detection.hyperparameters import ParamsError, parse_override  # noqa: E402
+from detection.tools import make_shapes_dataset  # noqa: E402
+
+PROG = "demo"
 
 DEFAULT_CONFIG = os.path.join("configs", "shapes", "retinanet.yaml")
 
@@ -84,8 +95,12 @@ def draw_val_detections(argv, paths, model_dir, num_images, min_score):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser():
+    parser = cli.OneLineParser(
+        prog=f"python -m detection.tools.{PROG}",
+        allow_abbrev=False,
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--model_dir", default=os.path.join("runs", "shapes_retinanet"))
     parser.add_argument("--data_dir", default=os.path.join("data", "shapes"))
     parser.add_argument("--config_file", default=DEFAULT_CONFIG)
@@ -94,11 +109,41 @@ def main(argv=None):
         default="",
         help="extra overrides, e.g. 'train.total_steps=100' for a quick run",
     )
-    parser.add_argument("--num_images", type=int, default=8)
-    parser.add_argument("--min_score", type=float, default=0.4)
-    args = parser.parse_args(argv)
+    parser.add_argument("--num_images", type=int, default=8, help="val images to draw (>= 1)")
+    parser.add_argument(
+        "--min_score", type=float, default=0.4, help="draw detections scoring at least this"
+    )
+    return parser
 
-    paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir)
+
+def _parse_args(argv):
+    args = build_parser().parse_args(argv)
+    if args.num_images < 1:
+        raise cli.UsageError(f"--num_images must be >= 1, got {args.num_images}")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise cli.UsageError(f"--min_score must be in [0, 1], got {args.min_score}")
+    if not os.path.isfile(args.config_file):
+        raise cli.UsageError(f"--config_file={args.config_file}: no such file")
+    if os.path.exists(args.model_dir) and not os.path.isdir(args.model_dir):
+        raise cli.UsageError(f"--model_dir={args.model_dir} is not a directory")
+    try:
+        extra = parse_override(args.params_override)
+    except ParamsError as error:
+        raise cli.UsageError(f"--params_override: {error}") from None
+    return args, extra
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, extra = _parse_args(argv)
+        paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir)
+    except (cli.UsageError, ValueError) as error:
+        cli.print_error(PROG, error)
+        return cli.EXIT_USAGE
+    except OSError as error:
+        cli.print_error(PROG, f"cannot write --data_dir={args.data_dir}: {error}")
+        return cli.EXIT_USAGE
     override = merge_dicts(
         {
             "train": {"train_file_pattern": paths["train_file_pattern"]},
@@ -107,11 +152,11 @@ def main(argv=None):
                 "val_json_file": paths["val_annotations"],
             },
         },
-        parse_override(args.params_override),
+        extra,
     )
     cli_args = [
         f"--config_file={args.config_file}",
-        f"--params_override={json.dumps(override)}",
+        f"--params_override={json.dumps(override, default=str)}",
         f"--model_dir={args.model_dir}",
     ]
     code = main_lib.run(cli_args + ["--mode=train_and_eval"])

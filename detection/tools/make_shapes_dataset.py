@@ -19,21 +19,35 @@ Layout under out_dir:
 Usage:
   python -m detection.tools.make_shapes_dataset --out_dir=D [--num_train=2000 --num_val=200
       --image_size=128 --seed=0]
+
+Bad flags, or an out_dir that cannot be written, end the process with exit code 2 and one line
+on stderr (`detection.cli`).
 """
 
-import fcntl
-import json
-import os
-import shutil
+import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-import numpy as np
-from PIL import Image
-from pycocotools import mask as mask_api
+from detection import cli
 
-from detection.tools import create_coco_tfrecord
+if __name__ == "__main__":
+    # Before the imports below load TensorFlow, which prints start-up lines on stderr.
+    cli.quiet_tensorflow()
+
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+from absl import logging  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from pycocotools import mask as mask_api  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from detection.tools import create_coco_tfrecord  # noqa: E402
+
+PROG = "make_shapes_dataset"
+# Shapes are 12%-50% of the side: below 16 px the smallest would be under 2 px.
+MIN_IMAGE_SIZE = 16
 
 CATEGORIES = (
     {"id": 1, "name": "circle"},
@@ -195,7 +209,12 @@ def ensure_shapes_dataset(
     Returns:
       A dict of paths: root, {train,val}_image_dir, {train,val}_annotations (COCO JSON),
       {train,val}_file_pattern (TFRecord glob patterns, records include masks).
+
+    Raises:
+      ValueError: a count or size out of range (the message names the argument).
+      OSError: out_dir cannot be written.
     """
+    check_arguments(num_train, num_val, image_size, seed, num_train_shards, num_val_shards)
     params = {
         "num_train": num_train,
         "num_val": num_val,
@@ -227,7 +246,7 @@ def ensure_shapes_dataset(
                     paths["%s_image_dir" % split],
                     annotations_file,
                     os.path.join(out_dir, "tfrecords", split),
-                    num_shards,
+                    min(num_shards, num_images),  # An empty shard is an unreadable file.
                     include_masks=True,
                 )
             with open(marker, "w") as f:
@@ -237,25 +256,61 @@ def ensure_shapes_dataset(
     return paths
 
 
-def _define_flags():
-    flags.DEFINE_string("out_dir", None, "Output directory.")
-    flags.DEFINE_integer("num_train", 2000, "Number of training images.")
-    flags.DEFINE_integer("num_val", 200, "Number of validation images.")
-    flags.DEFINE_integer("image_size", 128, "Image side in pixels.")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.mark_flag_as_required("out_dir")
-
-
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    paths = ensure_shapes_dataset(
-        f.out_dir, num_train=f.num_train, num_val=f.num_val, image_size=f.image_size, seed=f.seed
+def check_arguments(num_train, num_val, image_size, seed, num_train_shards, num_val_shards):
+    """Raises ValueError naming the first argument out of range."""
+    checks = (
+        ("num_train", num_train, 1),
+        ("num_val", num_val, 1),
+        ("image_size", image_size, MIN_IMAGE_SIZE),
+        ("seed", seed, 0),
+        ("num_train_shards", num_train_shards, 1),
+        ("num_val_shards", num_val_shards, 1),
     )
+    for name, value, minimum in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def build_parser():
+    parser = cli.OneLineParser(
+        prog=f"python -m detection.tools.{PROG}",
+        allow_abbrev=False,
+        description="Generates the synthetic shapes detection dataset (COCO JSON + TFRecords).",
+    )
+    parser.add_argument("--out_dir", required=True, help="output directory")
+    parser.add_argument("--num_train", type=int, default=2000, help="number of training images")
+    parser.add_argument("--num_val", type=int, default=200, help="number of validation images")
+    parser.add_argument("--image_size", type=int, default=128, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    return parser
+
+
+def main(argv=None):
+    """Generates the dataset; returns the exit code (2 with one line for bad flags)."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        logging.set_verbosity(logging.INFO)
+        paths = ensure_shapes_dataset(
+            args.out_dir,
+            num_train=args.num_train,
+            num_val=args.num_val,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
+    except (cli.UsageError, ValueError) as error:
+        cli.print_error(PROG, error)
+        return cli.EXIT_USAGE
+    except OSError as error:
+        cli.print_error(PROG, f"cannot write the dataset: {error}")
+        return cli.EXIT_USAGE
+    except tf.errors.OpError as error:
+        cli.print_error(PROG, f"cannot write the dataset: {error.message}")
+        return cli.EXIT_USAGE
     for key, value in paths.items():
         print("%s: %s" % (key, value))
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

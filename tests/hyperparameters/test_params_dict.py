@@ -89,7 +89,7 @@ def test_non_strict_adds_keys():
         ({"anchor": {"anchor_size": [1.0]}}, "float", "list"),
         ({"anchor": {"aspect_ratios": 1.0}}, "list", "float"),
         ({"train": {"use_thing": 1}}, "bool", "int"),
-        ({"train": {"learning_rate": 0.1}}, "ParamsDict", "float"),
+        ({"train": {"learning_rate": 0.1}}, "a section", "float"),
     ],
 )
 def test_type_mismatch_names_key_and_both_types(override, old, new):
