@@ -10,6 +10,16 @@ is the pixel count, and iscrowd is always 0. Masks are stored as COCO compressed
 
 Generation is deterministic: image i of a split depends only on (seed, split, i).
 
+Two more variants of the same scenes (`--variant`, each in its own out_dir):
+  classification: one dominant shape (45%-75% of the side) drawn over 0-2 small distractors
+    (8%-16%) of any class; the image's class is the dominant shape's. Written as an image
+    folder (train/circle/000001.jpg ...) and converted by `create_image_folder_tfrecord`
+    (labels circle=1, square=2, triangle=3; tfrecords/train_label_map.txt).
+  segmentation: the detection scenes (the very same images for the same seed) with semantic
+    label maps: each pixel holds the category id of the visible shape covering it, 0 for the
+    background. Written as train/images/000001.jpg + train/labels/000001.png and converted by
+    `create_segmentation_tfrecord`.
+
 Layout under out_dir:
   train/000001.jpg ..., val/000001.jpg ...
   annotations/instances_train.json, annotations/instances_val.json
@@ -18,7 +28,7 @@ Layout under out_dir:
 
 Usage:
   python -m detection.tools.make_shapes_dataset --out_dir=D [--num_train=2000 --num_val=200
-      --image_size=128 --seed=0]
+      --image_size=128 --seed=0 --variant=detection|classification|segmentation]
 """
 
 import fcntl
@@ -33,7 +43,11 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_api
 
-from detection.tools import create_coco_tfrecord
+from detection.tools import (
+    create_coco_tfrecord,
+    create_image_folder_tfrecord,
+    create_segmentation_tfrecord,
+)
 
 CATEGORIES = (
     {"id": 1, "name": "circle"},
@@ -47,6 +61,9 @@ _NUM_SHAPES_PROBABILITIES = (0.1, 0.25, 0.25, 0.2, 0.2)  # for 0, 1, 2, 3, 4 sha
 _MIN_SIZE_FRACTION, _MAX_SIZE_FRACTION = 0.12, 0.5
 _MAX_HIDDEN_FRACTION = 0.5
 _MIN_COLOR_DISTANCE = 100.0
+_DOMINANT_SIZE_FRACTIONS = (0.45, 0.75)
+_DISTRACTOR_SIZE_FRACTIONS = (0.08, 0.16)
+VARIANTS = ("detection", "classification", "segmentation")
 
 
 def _background(rng, size):
@@ -66,9 +83,9 @@ def _background(rng, size):
     return np.clip(color + noise, 0, 255).astype(np.float32)
 
 
-def _shape_mask(rng, category_id, size, yy, xx):
+def _shape_mask(rng, category_id, size, yy, xx, fractions=(_MIN_SIZE_FRACTION, _MAX_SIZE_FRACTION)):
     """Returns a bool [size, size] mask of one random shape fully inside the image."""
-    side = rng.uniform(_MIN_SIZE_FRACTION, _MAX_SIZE_FRACTION) * size
+    side = rng.uniform(*fractions) * size
     half = side / 2
     cy, cx = rng.uniform(half, size - half, 2)
     if category_id == 1:
@@ -119,6 +136,42 @@ def make_scene(rng, size):
     return np.round(image).astype(np.uint8), instances
 
 
+def make_classification_scene(rng, size):
+    """Draws one classification scene: 0-2 small distractors, then the dominant shape on top.
+
+    Returns:
+      (image, instances) as `make_scene`: image uint8 [size, size, 3]; instances a list of
+      (category_id, visible bool mask [size, size]) in drawing order, the dominant shape last
+      (its category is the image's class).
+    """
+    image = _background(rng, size)
+    background_mean = image.reshape(-1, 3).mean(0)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    shapes = [
+        (int(rng.integers(1, len(CATEGORIES) + 1)), _DISTRACTOR_SIZE_FRACTIONS)
+        for _ in range(rng.integers(0, 3))
+    ]
+    shapes.append((int(rng.integers(1, len(CATEGORIES) + 1)), _DOMINANT_SIZE_FRACTIONS))
+    instances = []
+    for category_id, fractions in shapes:
+        mask = _shape_mask(rng, category_id, size, yy, xx, fractions)
+        for _ in range(10):
+            color = rng.uniform(0, 255, 3)
+            if np.linalg.norm(color - background_mean) >= _MIN_COLOR_DISTANCE:
+                break
+        instances = [(c, m & ~mask) for c, m in instances] + [(category_id, mask)]
+        image[mask] = color
+    return np.round(image).astype(np.uint8), instances
+
+
+def semantic_label_map(instances, size):
+    """uint8 [size, size]: the category id of the visible instance at each pixel, else 0."""
+    label_map = np.zeros((size, size), np.uint8)
+    for category_id, mask in instances:
+        label_map[mask] = category_id
+    return label_map
+
+
 def _annotation(mask, category_id, annotation_id, image_id):
     rows, cols = np.nonzero(mask)
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
@@ -165,6 +218,39 @@ def write_split(out_dir, split, num_images, image_size, seed):
     return annotations_file
 
 
+def write_classification_split(out_dir, split, num_images, image_size, seed):
+    """Writes `out_dir/split/<class name>/NNNNNN.jpg`; returns that directory."""
+    split_dir = os.path.join(out_dir, split)
+    names = {c["id"]: c["name"] for c in CATEGORIES}
+    for name in names.values():
+        os.makedirs(os.path.join(split_dir, name), exist_ok=True)
+    for index in range(num_images):
+        # A stream of its own (4th seed word), so the detection scenes stay as they were.
+        rng = np.random.default_rng([seed, _SPLITS.index(split), index, 1])
+        image, instances = make_classification_scene(rng, image_size)
+        category_id = instances[-1][0]
+        path = os.path.join(split_dir, names[category_id], "%06d.jpg" % (index + 1))
+        Image.fromarray(image).save(path, quality=95)
+    return split_dir
+
+
+def write_segmentation_split(out_dir, split, num_images, image_size, seed):
+    """Writes `out_dir/split/images/NNNNNN.jpg` and `.../labels/NNNNNN.png`; returns both dirs."""
+    image_dir = os.path.join(out_dir, split, "images")
+    label_dir = os.path.join(out_dir, split, "labels")
+    os.makedirs(image_dir, exist_ok=True)
+    os.makedirs(label_dir, exist_ok=True)
+    for index in range(num_images):
+        # The detection split's stream: the same scenes, with label maps instead of instances.
+        rng = np.random.default_rng([seed, _SPLITS.index(split), index])
+        image, instances = make_scene(rng, image_size)
+        stem = "%06d" % (index + 1)
+        Image.fromarray(image).save(os.path.join(image_dir, stem + ".jpg"), quality=95)
+        label_map = semantic_label_map(instances, image_size)
+        Image.fromarray(label_map).save(os.path.join(label_dir, stem + ".png"))
+    return image_dir, label_dir
+
+
 def _paths(out_dir):
     return {
         "root": out_dir,
@@ -177,6 +263,42 @@ def _paths(out_dir):
     }
 
 
+def _variant_paths(out_dir, variant):
+    if variant == "detection":
+        return _paths(out_dir)
+    paths = {"root": out_dir}
+    for split in _SPLITS:
+        if variant == "segmentation":
+            paths[f"{split}_image_dir"] = os.path.join(out_dir, split, "images")
+            paths[f"{split}_label_dir"] = os.path.join(out_dir, split, "labels")
+        else:
+            paths[f"{split}_image_dir"] = os.path.join(out_dir, split)
+    if variant == "classification":
+        paths["label_map_file"] = os.path.join(out_dir, "tfrecords", "train_label_map.txt")
+    paths["train_file_pattern"] = os.path.join(out_dir, "tfrecords", "train-*")
+    paths["val_file_pattern"] = os.path.join(out_dir, "tfrecords", "val-*")
+    return paths
+
+
+def _write_split(variant, out_dir, split, num_images, image_size, seed, num_shards):
+    prefix = os.path.join(out_dir, "tfrecords", split)
+    if variant == "classification":
+        split_dir = write_classification_split(out_dir, split, num_images, image_size, seed)
+        # The val split reuses the train split's label map, so that labels agree.
+        label_map = None if split == "train" else _variant_paths(out_dir, variant)["label_map_file"]
+        create_image_folder_tfrecord.create_tf_records(split_dir, prefix, num_shards, label_map)
+    elif variant == "segmentation":
+        image_dir, label_dir = write_segmentation_split(
+            out_dir, split, num_images, image_size, seed
+        )
+        create_segmentation_tfrecord.create_tf_records(image_dir, label_dir, prefix, num_shards)
+    else:
+        annotations_file = write_split(out_dir, split, num_images, image_size, seed)
+        create_coco_tfrecord.create_tf_record(
+            os.path.join(out_dir, split), annotations_file, prefix, num_shards, include_masks=True
+        )
+
+
 def ensure_shapes_dataset(
     out_dir,
     num_train=2000,
@@ -185,6 +307,7 @@ def ensure_shapes_dataset(
     seed=0,
     num_train_shards=4,
     num_val_shards=2,
+    variant="detection",
 ):
     """Generates the dataset under `out_dir` unless a complete one with these parameters exists.
 
@@ -192,10 +315,17 @@ def ensure_shapes_dataset(
     or one with other parameters, is discarded (only the subdirectories this function writes
     are removed) and redone. Concurrent callers are serialized with a lock file.
 
+    Args:
+      variant: 'detection' (COCO JSON + TFRecords with boxes and masks), 'classification' or
+        'segmentation' (module docstring).
+
     Returns:
-      A dict of paths: root, {train,val}_image_dir, {train,val}_annotations (COCO JSON),
-      {train,val}_file_pattern (TFRecord glob patterns, records include masks).
+      A dict of paths: root, {train,val}_file_pattern (TFRecord glob patterns) and
+      {train,val}_image_dir; for detection {train,val}_annotations (COCO JSON; records include
+      masks), for classification label_map_file, for segmentation {train,val}_label_dir.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     params = {
         "num_train": num_train,
         "num_val": num_val,
@@ -204,7 +334,9 @@ def ensure_shapes_dataset(
         "num_train_shards": num_train_shards,
         "num_val_shards": num_val_shards,
     }
-    paths = _paths(out_dir)
+    if variant != "detection":
+        params["variant"] = variant
+    paths = _variant_paths(out_dir, variant)
     marker = os.path.join(out_dir, _MARKER)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, ".lock"), "w") as lock:
@@ -222,14 +354,7 @@ def ensure_shapes_dataset(
                 ("train", num_train, num_train_shards),
                 ("val", num_val, num_val_shards),
             ):
-                annotations_file = write_split(out_dir, split, num_images, image_size, seed)
-                create_coco_tfrecord.create_tf_record(
-                    paths["%s_image_dir" % split],
-                    annotations_file,
-                    os.path.join(out_dir, "tfrecords", split),
-                    num_shards,
-                    include_masks=True,
-                )
+                _write_split(variant, out_dir, split, num_images, image_size, seed, num_shards)
             with open(marker, "w") as f:
                 json.dump(params, f)
         finally:
@@ -243,6 +368,7 @@ def _define_flags():
     flags.DEFINE_integer("num_val", 200, "Number of validation images.")
     flags.DEFINE_integer("image_size", 128, "Image side in pixels.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_enum("variant", "detection", VARIANTS, "Which dataset to write.")
     flags.mark_flag_as_required("out_dir")
 
 
@@ -250,7 +376,12 @@ def main(argv):
     del argv
     f = flags.FLAGS
     paths = ensure_shapes_dataset(
-        f.out_dir, num_train=f.num_train, num_val=f.num_val, image_size=f.image_size, seed=f.seed
+        f.out_dir,
+        num_train=f.num_train,
+        num_val=f.num_val,
+        image_size=f.image_size,
+        seed=f.seed,
+        variant=f.variant,
     )
     for key, value in paths.items():
         print("%s: %s" % (key, value))
