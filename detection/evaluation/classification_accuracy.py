@@ -48,10 +48,9 @@ class ClassificationAccuracy:
         valid = np.asarray(predictions.get("valid", np.ones(len(labels), bool)), bool)
         logits, labels = logits[valid], labels[valid]
         num_classes = logits.shape[1]
-        if np.any((labels < 0) | (labels >= num_classes)):
-            raise ValueError(
-                f"groundtruth class outside [0, {num_classes}): {labels[(labels < 0) | (labels >= num_classes)][:5]}"
-            )
+        outside = (labels < 0) | (labels >= num_classes)
+        if np.any(outside):
+            raise ValueError(f"groundtruth class outside [0, {num_classes}): {labels[outside][:5]}")
         label_logits = logits[np.arange(len(labels)), labels]
         # Rank of the label = number of classes scoring strictly higher.
         rank = np.sum(logits > label_logits[:, None], axis=1)
