@@ -1,5 +1,6 @@
 """Whole networks from the params tree: each family factory builds a part, this composes them."""
 
+from detection.hyperparameters import ParamsError
 from detection.modeling.backbones.factory import backbone_from_params
 from detection.modeling.decoders.factory import decoder_from_params
 from detection.modeling.heads.factory import (
@@ -45,6 +46,14 @@ def classification_network_from_params(params, dtype=None):
 def segmentation_network_from_params(params, dtype=None):
     """Backbone (-> ASPP) -> decoder (-> pyramid fusion) -> segmentation head."""
     architecture = params.architecture
+    level = params.segmentation_head.level
+    if architecture.multilevel_features != "identity" and not (
+        architecture.min_level <= level <= architecture.max_level
+    ):
+        raise ParamsError(
+            f"segmentation_head.level={level} is outside the decoder's levels "
+            f"architecture.min_level={architecture.min_level}..max_level={architecture.max_level}"
+        )
     aspp = None
     if architecture.use_aspp:
         # The original's ASPP width: 256 filters, not a params key.
@@ -54,6 +63,6 @@ def segmentation_network_from_params(params, dtype=None):
         _decoder_unless_identity(params, dtype),
         segmentation_head_from_params(params, dtype),
         aspp=aspp,
-        fusion_level=params.segmentation_head.level if architecture.use_pyramid_fusion else None,
+        fusion_level=level if architecture.use_pyramid_fusion else None,
         dtype=dtype,
     )
