@@ -1,4 +1,4 @@
-"""Image classification network: backbone (-> optional decoder) -> classification head."""
+"""Image classification network: backbone -> classification head."""
 
 import keras
 
@@ -10,24 +10,19 @@ class ClassificationNetwork(keras.Model):
     compute dtype under a mixed-precision policy: the loss needs full precision).
     """
 
-    def __init__(self, backbone, head, decoder=None, **kwargs):
+    def __init__(self, backbone, head, **kwargs):
         """Initializes the network.
 
         Args:
           backbone: layer mapping images to `{'2': C2, ...}`.
-          head: layer mapping multilevel features to logits `[batch, num_classes]`.
-          decoder: optional layer between them (`architecture.multilevel_features`); None
-            (`identity`) feeds the backbone's levels to the head.
+          head: layer mapping the backbone's levels to logits `[batch, num_classes]`.
           **kwargs: `keras.Model` arguments.
         """
         kwargs.setdefault("name", "classification")
         super().__init__(**kwargs)
         self.backbone = backbone
-        self.decoder = decoder
         self.head = head
 
     def call(self, images, training=None):
         features = self.backbone(images, training=training)
-        if self.decoder is not None:
-            features = self.decoder(features, training=training)
         return {"logits": keras.ops.cast(self.head(features, training=training), "float32")}

@@ -34,11 +34,22 @@ def _decoder_unless_identity(params, dtype):
 
 
 def classification_network_from_params(params, dtype=None):
-    """Backbone (-> decoder unless 'identity') -> classification head, as one Keras model."""
+    """Backbone -> classification head, as one Keras model.
+
+    Raises:
+      ParamsError: `architecture.multilevel_features` other than 'identity' (the original's
+        classifiers read the backbone's levels; the classification params have no decoder
+        section).
+    """
+    features = params.architecture.multilevel_features
+    if features != "identity":
+        raise ParamsError(
+            f"architecture.multilevel_features={features!r}: classification feeds the "
+            "backbone's levels to classification_head; only 'identity' is supported"
+        )
     return ClassificationNetwork(
         backbone_from_params(params, dtype),
         classification_head_from_params(params, dtype),
-        decoder=_decoder_unless_identity(params, dtype),
         dtype=dtype,
     )
 
