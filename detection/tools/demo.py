@@ -7,6 +7,9 @@
    command-line path as `main.py --mode=train_and_eval` (resuming if interrupted).
 3. Prints the COCO box metrics of the final checkpoint.
 4. Writes `model_dir/detections.png`: val images with predicted boxes, labels and scores.
+
+`--model=classification` / `--model=segmentation` do steps 1-2 with the shapes variant and
+`configs/shapes/<model>.yaml` instead, then print the final top-k accuracy / IoU metrics.
 """
 
 import argparse
@@ -23,7 +26,12 @@ from detection.configs.merge import merge_dicts
 from detection.hyperparameters import parse_override
 from detection.tools import make_shapes_dataset
 
-DEFAULT_CONFIG = os.path.join("configs", "shapes", "retinanet.yaml")
+# --model -> the shapes dataset variant it trains on.
+_VARIANTS = {
+    "retinanet": "detection",
+    "classification": "classification",
+    "segmentation": "segmentation",
+}
 
 _METRIC_ROWS = [
     ("AP", "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
@@ -86,9 +94,10 @@ def draw_val_detections(argv, paths, model_dir, num_images, min_score):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_dir", default=os.path.join("runs", "shapes_retinanet"))
-    parser.add_argument("--data_dir", default=os.path.join("data", "shapes"))
-    parser.add_argument("--config_file", default=DEFAULT_CONFIG)
+    parser.add_argument("--model", choices=sorted(_VARIANTS), default="retinanet")
+    parser.add_argument("--model_dir", default=None, help="default: runs/shapes_<model>")
+    parser.add_argument("--data_dir", default=None, help="default: data/shapes[_<variant>]")
+    parser.add_argument("--config_file", default=None, help="default: configs/shapes/<model>.yaml")
     parser.add_argument(
         "--params_override",
         default="",
@@ -97,18 +106,20 @@ def main(argv=None):
     parser.add_argument("--num_images", type=int, default=8)
     parser.add_argument("--min_score", type=float, default=0.4)
     args = parser.parse_args(argv)
+    variant = _VARIANTS[args.model]
+    args.model_dir = args.model_dir or os.path.join("runs", f"shapes_{args.model}")
+    data_dir = "shapes" if variant == "detection" else f"shapes_{variant}"
+    args.data_dir = args.data_dir or os.path.join("data", data_dir)
+    args.config_file = args.config_file or os.path.join("configs", "shapes", f"{args.model}.yaml")
 
-    paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir)
-    override = merge_dicts(
-        {
-            "train": {"train_file_pattern": paths["train_file_pattern"]},
-            "eval": {
-                "eval_file_pattern": paths["val_file_pattern"],
-                "val_json_file": paths["val_annotations"],
-            },
-        },
-        parse_override(args.params_override),
-    )
+    paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir, variant=variant)
+    data = {
+        "train": {"train_file_pattern": paths["train_file_pattern"]},
+        "eval": {"eval_file_pattern": paths["val_file_pattern"]},
+    }
+    if variant == "detection":
+        data["eval"]["val_json_file"] = paths["val_annotations"]
+    override = merge_dicts(data, parse_override(args.params_override))
     cli_args = [
         f"--config_file={args.config_file}",
         f"--params_override={json.dumps(override)}",
@@ -118,6 +129,11 @@ def main(argv=None):
     if code:
         return code
     step, metrics = latest_metrics(args.model_dir)
+    if variant != "detection":
+        print(f"\nMetrics on {paths['val_file_pattern']} (step {step}):")
+        for name, value in sorted(metrics.items()):
+            print(f"  {name} = {value:.4f}")
+        return 0
     print(f"\nCOCO box metrics on {paths['val_annotations']} (step {step}):")
     print(format_metrics(metrics))
     picture = draw_val_detections(cli_args, paths, args.model_dir, args.num_images, args.min_score)
