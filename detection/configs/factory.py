@@ -4,6 +4,7 @@ from detection.configs import (
     classification_config,
     maskrcnn_config,
     retinanet_config,
+    segmentation_config,
     shapemask_config,
 )
 from detection.hyperparameters import ParamsDict, ParamsError
@@ -15,6 +16,10 @@ _DEFAULTS = {
     "classification": (
         classification_config.CLASSIFICATION_CFG,
         classification_config.CLASSIFICATION_RESTRICTIONS,
+    ),
+    "segmentation": (
+        segmentation_config.SEGMENTATION_CFG,
+        segmentation_config.SEGMENTATION_RESTRICTIONS,
     ),
 }
 

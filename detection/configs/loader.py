@@ -28,10 +28,10 @@ def _check_override(override, source):
 
 
 def _override_sources(params_override):
-    """[(name for messages, override string)] of one string or a list of them."""
+    """[(name for messages, override)] of one override (string or mapping) or a list of them."""
     if params_override is None:
         return []
-    if isinstance(params_override, str):
+    if isinstance(params_override, (str, dict)):
         return [("--params_override", params_override)]
     overrides = list(params_override)
     if len(overrides) == 1:
@@ -46,8 +46,8 @@ def load_params(model, config_files=(), params_override="", extra_overrides=None
       model: the model type (a key of configs.factory.MODELS), or None to take it from the
         `type` key of the config files.
       config_files: YAML files applied in order.
-      params_override: an override string (inline YAML/JSON, comma form, or a YAML path), or
-        a list of them applied in order after the config files.
+      params_override: an override string (inline YAML/JSON, comma form, or a YAML path) or
+        mapping, or a list of them applied in order after the config files.
       extra_overrides: a dict applied last (e.g. values of command-line flags).
 
     Returns:

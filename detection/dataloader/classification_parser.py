@@ -1,5 +1,8 @@
 """Image classification parser: tf.Example -> ({'images'}, {'classes'}) with static shapes.
 
+Evaluation labels also carry `groundtruths: {'classes'}`, which the executor hands to the
+accuracy evaluator.
+
 Training: Inception-style random-size crop (area 8%-100% of the image, aspect ratio 3/4-4/3;
 a centre crop when no window is found), resize to `output_size`, random horizontal flip.
 Evaluation: centred crop with the standard 32-pixel crop padding, resize to `output_size`.
@@ -30,6 +33,7 @@ class ClassificationParser:
         aug_rand_hflip=True,
         crop_padding=CROP_PADDING,
         seed=None,
+        autoaugment=None,
     ):
         """Builds the parser.
 
@@ -40,6 +44,8 @@ class ClassificationParser:
           aug_rand_hflip: random horizontal flip in training.
           crop_padding: evaluation crop padding in pixels of the output scale.
           seed: optional op seed of the random crop and flip.
+          autoaugment: optional callable (uint8 image [h, w, 3]) -> uint8 image applied to the
+            decoded image in training, before the crop (an augmentation policy's hook).
         """
         self._output_size = [int(output_size[0]), int(output_size[1])]
         self._num_classes = int(num_classes)
@@ -47,6 +53,7 @@ class ClassificationParser:
         self._aug_rand_hflip = aug_rand_hflip
         self._crop_padding = crop_padding
         self._seed = seed
+        self._autoaugment = autoaugment
         self._decoder = TfExampleClassificationDecoder()
 
     def _check_label(self, label):
@@ -63,6 +70,8 @@ class ClassificationParser:
     def __call__(self, serialized):
         decoded = self._decoder.decode(serialized)
         image = decoded["image"]
+        if self._is_training and self._autoaugment is not None:
+            image = self._autoaugment(image)
         image_size = tf.shape(image)[:2]
         center = preprocess_ops.center_crop_window(
             image_size, self._output_size, self._crop_padding
@@ -85,4 +94,7 @@ class ClassificationParser:
         image = preprocess_ops.normalize_image(image)
         with tf.control_dependencies([self._check_label(decoded["label"])]):
             label = tf.cast(decoded["label"], tf.int32)
-        return {"images": image}, {"classes": label}
+        labels = {"classes": label}
+        if not self._is_training:
+            labels["groundtruths"] = {"classes": label}
+        return {"images": image}, labels

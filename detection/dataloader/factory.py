@@ -9,6 +9,7 @@ from detection.dataloader.classification_parser import ClassificationParser
 from detection.dataloader.input_reader import InputReader
 from detection.dataloader.maskrcnn_parser import MaskRCNNParser
 from detection.dataloader.retinanet_parser import RetinaNetParser
+from detection.dataloader.segmentation_parser import SegmentationParser
 from detection.hyperparameters import ParamsError, registry
 from detection.ops.anchors import Anchors
 
@@ -91,10 +92,26 @@ def _classification_parser(params, mode):
     )
 
 
+def _segmentation_parser(params, mode):
+    p = params.segmentation_parser
+    return SegmentationParser(
+        output_size=p.output_size,
+        num_classes=params.architecture.num_classes,
+        is_training=mode == TRAIN,
+        resize_eval=p.resize_eval,
+        ignore_label=p.ignore_label,
+        aug_rand_hflip=p.aug_rand_hflip,
+        aug_scale_min=p.aug_scale_min,
+        aug_scale_max=p.aug_scale_max,
+        autoaugment=_autoaugment_from_policy(p.aug_policy, "segmentation_parser"),
+    )
+
+
 _PARSERS = {
     "retinanet_parser": _retinanet_parser,
     "maskrcnn_parser": _maskrcnn_parser,
     "classification_parser": _classification_parser,
+    "segmentation_parser": _segmentation_parser,
 }
 
 

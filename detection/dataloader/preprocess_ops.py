@@ -95,6 +95,36 @@ def resize_and_crop_image(
     return padded, image_info
 
 
+def resize_and_crop_label_map(label_map, image_info, output_size, pad_value):
+    """Gives a label map the geometry `resize_and_crop_image` gave its image.
+
+    Nearest-neighbour resize (class ids must not be blended) to the scaled size recorded in
+    `image_info`, the same crop offset, and `pad_value` wherever the image was padded.
+
+    Args:
+      label_map: [h, w] integer class ids, the size of the original image.
+      image_info: [4, 2] float32 returned with the resized image.
+      output_size: (out_h, out_w) static ints.
+      pad_value: the class id of padding (the ignore label).
+
+    Returns:
+      [out_h, out_w] int32.
+    """
+    out_h, out_w = int(output_size[0]), int(output_size[1])
+    scaled_size = tf.cast(tf.round(image_info[0] * image_info[2]), tf.int32)
+    offset = tf.cast(image_info[3], tf.int32)
+    resized = tf.image.resize(
+        tf.cast(label_map, tf.int32)[:, :, None], scaled_size, method="nearest"
+    )[:, :, 0]
+    cropped = resized[offset[0] : offset[0] + out_h, offset[1] : offset[1] + out_w]
+    size = tf.shape(cropped)
+    padded = tf.pad(
+        cropped, [[0, out_h - size[0]], [0, out_w - size[1]]], constant_values=pad_value
+    )
+    padded.set_shape([out_h, out_w])
+    return padded
+
+
 def non_empty_box_indices(boxes):
     """Indices [k] of boxes with positive height and width."""
     heights = boxes[:, 2] - boxes[:, 0]

@@ -1,4 +1,5 @@
-"""Decodes serialized tf.Example protos (COCO-style detection or classification records).
+"""Decodes serialized tf.Example protos (COCO-style detection, classification or semantic
+segmentation records).
 
 Detection records use the keys of `detection/tools/create_coco_tfrecord.py` (the TF Object
 Detection API / Model Garden keys). Optional keys fall back to defaults, so records written by
@@ -168,3 +169,35 @@ class TfExampleClassificationDecoder:
         image = tf.io.decode_image(parsed["image/encoded"], channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
         return {"image": image, "label": parsed["image/class/label"]}
+
+
+class TfExampleSegmentationDecoder:
+    """Decodes a semantic segmentation tf.Example (`image/encoded`,
+    `image/segmentation/class/encoded`: a single-channel PNG of class ids, as written by
+    `detection/tools/create_segmentation_tfrecord.py` and the TF Model Garden converters).
+
+    `decode(serialized)` returns:
+      image: [h, w, 3] uint8.
+      label_map: [h, w] int32 class ids (the label image's first channel).
+    A label map of another size than the image is an error.
+    """
+
+    def __init__(self):
+        self._keys_to_features = {
+            "image/encoded": tf.io.FixedLenFeature((), tf.string),
+            "image/segmentation/class/encoded": tf.io.FixedLenFeature((), tf.string),
+        }
+
+    def decode(self, serialized):
+        parsed = tf.io.parse_single_example(serialized, self._keys_to_features)
+        image = tf.io.decode_image(parsed["image/encoded"], channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        label = tf.io.decode_png(parsed["image/segmentation/class/encoded"], channels=1)
+        check = tf.debugging.assert_equal(
+            tf.shape(label)[:2],
+            tf.shape(image)[:2],
+            message="image/segmentation/class/encoded has another size than image/encoded",
+        )
+        with tf.control_dependencies([check]):
+            label_map = tf.cast(label[:, :, 0], tf.int32)
+        return {"image": image, "label_map": label_map}

@@ -1,12 +1,12 @@
 """`eval.type` -> the evaluator of a run (the only module here that reads params).
 
-To add an evaluator (top-k accuracy for `classification`, mean IoU for segmentation...): write
-it in this package with `update(predictions, groundtruths)`, `evaluate()` and `reset()` (see
-`detection.core.model_fn`), add a builder `_name(eval_params)` below and list it in
-`_EVALUATORS` under its `eval.type`.
+To add an evaluator: write it in this package with `update(predictions, groundtruths)`,
+`evaluate()` and `reset()` (see `detection.core.model_fn`), add a builder `_name(eval_params)`
+below and list it in `_EVALUATORS` under its `eval.type`. `eval.type: customized` (the
+original's "the model's own metric") is resolved by the model `type` in `_CUSTOMIZED`.
 """
 
-from detection.evaluation import coco_evaluator
+from detection.evaluation import classification_accuracy, coco_evaluator, segmentation_iou
 from detection.hyperparameters import ParamsError, registry
 
 # The 20 PASCAL VOC classes as COCO category ids, for ShapeMask's partially supervised
@@ -64,14 +64,30 @@ _EVALUATORS = {
 }
 
 
+def _top_k_accuracy(params):
+    return classification_accuracy.ClassificationAccuracy(top_k=(1, 5))
+
+
+def _mean_iou(params):
+    return segmentation_iou.MeanIoU(params.architecture.num_classes)
+
+
+# Builders of the whole params tree, by model type.
+_CUSTOMIZED = {"classification": _top_k_accuracy, "segmentation": _mean_iou}
+
+
 def evaluator_from_params(params):
     """Returns the evaluator of `eval.type` configured by the `eval` section.
 
     The COCO evaluators read `use_json_file`, `val_json_file`, `per_category_metrics`, and for
     ShapeMask `mask_eval_class` ('all', 'voc', 'nonvoc').
 
+    `customized` is top-1/top-5 accuracy for `classification` and mean IoU for `segmentation`.
+
     Raises:
       ParamsError: unknown `eval.type` or `mask_eval_class`, or `use_json_file` without a
         `val_json_file`.
     """
+    if params.eval.type == "customized":
+        return registry.lookup(_CUSTOMIZED, params.type, "eval.type=customized with type")(params)
     return registry.lookup(_EVALUATORS, params.eval.type, "eval.type")(params.eval)

@@ -5,9 +5,15 @@ and list it in `_MODEL_FNS` under its `type`.
 """
 
 from detection.hyperparameters import registry
+from detection.model_fns.classification import ClassificationModelFn
 from detection.model_fns.retinanet import RetinaNetModelFn
+from detection.model_fns.segmentation import SegmentationModelFn
 
-_MODEL_FNS = {"retinanet": RetinaNetModelFn}
+_MODEL_FNS = {
+    "retinanet": RetinaNetModelFn,
+    "classification": ClassificationModelFn,
+    "segmentation": SegmentationModelFn,
+}
 
 
 def model_fn_from_params(params):

@@ -8,6 +8,9 @@
 3. Prints the COCO box metrics of the final checkpoint.
 4. Writes `model_dir/detections.png`: val images with predicted boxes, labels and scores.
 
+`--model=classification` / `--model=segmentation` do steps 1-2 with the shapes variant and
+`configs/shapes/<model>.yaml` instead, then print the final top-k accuracy / IoU metrics.
+
 Bad flags end the process with exit code 2 and one line on stderr (`detection.cli`); errors of
 the training run itself are main.py's (same codes).
 """
@@ -34,7 +37,12 @@ from detection.tools import make_shapes_dataset  # noqa: E402
 
 PROG = "demo"
 
-DEFAULT_CONFIG = os.path.join("configs", "shapes", "retinanet.yaml")
+# --model -> the shapes dataset variant it trains on.
+_VARIANTS = {
+    "retinanet": "detection",
+    "classification": "classification",
+    "segmentation": "segmentation",
+}
 
 _METRIC_ROWS = [
     ("AP", "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
@@ -101,9 +109,10 @@ def build_parser():
         allow_abbrev=False,
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--model_dir", default=os.path.join("runs", "shapes_retinanet"))
-    parser.add_argument("--data_dir", default=os.path.join("data", "shapes"))
-    parser.add_argument("--config_file", default=DEFAULT_CONFIG)
+    parser.add_argument("--model", choices=sorted(_VARIANTS), default="retinanet")
+    parser.add_argument("--model_dir", default=None, help="default: runs/shapes_<model>")
+    parser.add_argument("--data_dir", default=None, help="default: data/shapes[_<variant>]")
+    parser.add_argument("--config_file", default=None, help="default: configs/shapes/<model>.yaml")
     parser.add_argument(
         "--params_override",
         default="",
@@ -118,6 +127,11 @@ def build_parser():
 
 def _parse_args(argv):
     args = build_parser().parse_args(argv)
+    variant = _VARIANTS[args.model]
+    args.model_dir = args.model_dir or os.path.join("runs", f"shapes_{args.model}")
+    data_dir = "shapes" if variant == "detection" else f"shapes_{variant}"
+    args.data_dir = args.data_dir or os.path.join("data", data_dir)
+    args.config_file = args.config_file or os.path.join("configs", "shapes", f"{args.model}.yaml")
     if args.num_images < 1:
         raise cli.UsageError(f"--num_images must be >= 1, got {args.num_images}")
     if not 0.0 <= args.min_score <= 1.0:
@@ -130,30 +144,27 @@ def _parse_args(argv):
         extra = parse_override(args.params_override)
     except ParamsError as error:
         raise cli.UsageError(f"--params_override: {error}") from None
-    return args, extra
+    return args, variant, extra
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args, extra = _parse_args(argv)
-        paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir)
+        args, variant, extra = _parse_args(argv)
+        paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir, variant=variant)
     except (cli.UsageError, ValueError) as error:
         cli.print_error(PROG, error)
         return cli.EXIT_USAGE
     except OSError as error:
         cli.print_error(PROG, f"cannot write --data_dir={args.data_dir}: {error}")
         return cli.EXIT_USAGE
-    override = merge_dicts(
-        {
-            "train": {"train_file_pattern": paths["train_file_pattern"]},
-            "eval": {
-                "eval_file_pattern": paths["val_file_pattern"],
-                "val_json_file": paths["val_annotations"],
-            },
-        },
-        extra,
-    )
+    data = {
+        "train": {"train_file_pattern": paths["train_file_pattern"]},
+        "eval": {"eval_file_pattern": paths["val_file_pattern"]},
+    }
+    if variant == "detection":
+        data["eval"]["val_json_file"] = paths["val_annotations"]
+    override = merge_dicts(data, extra)
     cli_args = [
         f"--config_file={args.config_file}",
         f"--params_override={json.dumps(override, default=str)}",
@@ -163,6 +174,11 @@ def main(argv=None):
     if code:
         return code
     step, metrics = latest_metrics(args.model_dir)
+    if variant != "detection":
+        print(f"\nMetrics on {paths['val_file_pattern']} (step {step}):")
+        for name, value in sorted(metrics.items()):
+            print(f"  {name} = {value:.4f}")
+        return 0
     print(f"\nCOCO box metrics on {paths['val_annotations']} (step {step}):")
     print(format_metrics(metrics))
     picture = draw_val_detections(cli_args, paths, args.model_dir, args.num_images, args.min_score)

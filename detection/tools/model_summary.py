@@ -1,6 +1,6 @@
 """Parameters and forward-pass arithmetic of a model, per component, without data or training.
 
-    python -m detection.tools.model_summary --model=retinanet \
+    python -m detection.tools.model_summary --model=retinanet|classification|segmentation \
         [--config_file=F ...] [--params_override=S]
 
 Builds the network from the params (float32; the counts do not depend on the compute dtype)
@@ -143,7 +143,118 @@ def _retinanet_summary(params):
     return ModelSummary(description=description, input_shape=input_shape, components=rows)
 
 
-_SUMMARIES = {"retinanet": _retinanet_summary}
+def _staged_summary(description, network, stages, input_shape):
+    """Rows for `stages` [(name, layer, fn)] that map the images, stage by stage, to the
+    network's output (each `fn` takes the previous stage's output), then the total.
+
+    Each stage after the first is counted from zero inputs of the static shapes the stages
+    before it produce, so its MACs are its own.
+    """
+    import tensorflow as tf
+
+    from detection.modeling import flops
+
+    def upto(count):
+        def run(x):
+            for _, _, fn in stages[:count]:
+                x = fn(x)
+            return x
+
+        return run
+
+    spec = tf.TensorSpec(input_shape, tf.float32)
+    rows = []
+    for index, (name, layer, fn) in enumerate(stages):
+        if index == 0:
+            macs = flops.count_macs(fn, input_shape)
+        else:
+            # TensorSpecs (leaves of tf.nest) of the stage's input at the real image size.
+            specs = tf.nest.map_structure(
+                lambda t: tf.TensorSpec(t.shape, t.dtype),
+                tf.function(upto(index)).get_concrete_function(spec).structured_outputs,
+            )
+
+            def from_zeros(unused, fn=fn, specs=specs):
+                return fn(tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), specs))
+
+            macs = flops.count_macs(from_zeros, (1,))
+        rows.append(_row(name, layer, macs))
+    rows.append(_row("total", network, flops.count_macs(lambda x: network(x), input_shape)))
+    return ModelSummary(description=description, input_shape=input_shape, components=tuple(rows))
+
+
+def _backbone_name(params):
+    backbone = params.architecture.backbone
+    return f"{backbone}-{params.resnet.resnet_depth}" if backbone == "resnet" else backbone
+
+
+def _classification_summary(params):
+    import tensorflow as tf
+
+    from detection.modeling.networks import factory as network_factory
+
+    height, width = (int(v) for v in params.classification_parser.output_size)
+    network = network_factory.classification_network_from_params(params, dtype="float32")
+    network(tf.zeros([1, 64, 64, 3]), training=False)
+    stages = [
+        ("backbone", network.backbone, lambda x: network.backbone(x, training=False)),
+        ("head", network.head, lambda f: network.head(f, training=False)),
+    ]
+    head = params.classification_head
+    description = (
+        f"Classification: {_backbone_name(params)}, head aggregation "
+        f"'{head.aggregation}' (endpoints {head.endpoints_num_filters}, dropout "
+        f"{head.dropout_rate}), {params.architecture.num_classes} classes"
+    )
+    return _staged_summary(description, network, stages, (1, height, width, 3))
+
+
+def _segmentation_summary(params):
+    import tensorflow as tf
+
+    from detection.modeling.networks import factory as network_factory
+    from detection.modeling.networks.segmentation_network import fuse_pyramid
+
+    architecture, head = params.architecture, params.segmentation_head
+    height, width = (int(v) for v in params.segmentation_parser.output_size)
+    network = network_factory.segmentation_network_from_params(params, dtype="float32")
+    side = 2 ** int(architecture.max_level)
+    network(tf.zeros([1, side, side, 3]), training=False)
+    stages = [("backbone", network.backbone, lambda x: network.backbone(x, training=False))]
+    if network.aspp is not None:
+
+        def aspp(features):
+            top = str(max(int(k) for k in features))
+            return dict(features, **{top: network.aspp(features[top], training=False)})
+
+        stages.append(("aspp", network.aspp, aspp))
+    if network.decoder is not None:
+        stages.append(("decoder", network.decoder, lambda f: network.decoder(f, training=False)))
+    fuse = architecture.use_pyramid_fusion
+
+    def segmentation_head(features):
+        if fuse:  # no weights and no MACs of its own: counted with the head
+            features = dict(features, **{str(head.level): fuse_pyramid(features, head.level)})
+        return network.head(features, training=False)
+
+    stages.append(("head", network.head, segmentation_head))
+    description = (
+        f"Segmentation: {_backbone_name(params)}"
+        + (" + ASPP" if network.aspp is not None else "")
+        + f", {architecture.multilevel_features} P{architecture.min_level}-"
+        f"P{architecture.max_level}"
+        + (" fused" if fuse else "")
+        + f", head on level {head.level} ({head.num_convs} convs, upsample x"
+        f"{head.upsample_factor}), {architecture.num_classes} classes"
+    )
+    return _staged_summary(description, network, stages, (1, height, width, 3))
+
+
+_SUMMARIES = {
+    "retinanet": _retinanet_summary,
+    "classification": _classification_summary,
+    "segmentation": _segmentation_summary,
+}
 
 
 def summarize(params):

@@ -16,6 +16,7 @@ NEW_KEYS = {
     "mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"},
     "shapemask": {"nasfpn.min_level", "nasfpn.max_level"},
     "classification": {"architecture.multilevel_features"},
+    "segmentation": {"nasfpn.min_level", "nasfpn.max_level"},
 }
 EXECUTOR_KEYS = {"train.checkpoint_interval", "train.checkpoint_max_to_keep", "train.jit_compile"}
 NEW_KEYS = {model: keys | EXECUTOR_KEYS for model, keys in NEW_KEYS.items()}

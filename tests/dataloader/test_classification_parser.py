@@ -10,6 +10,7 @@ import tensorflow as tf
 from detection.configs import factory as config_factory
 from detection.dataloader import factory
 from detection.dataloader import preprocess_ops
+from detection.dataloader.classification_parser import ClassificationParser
 
 SIZES = [(48, 80), (80, 48), (64, 64), (40, 100), (72, 56), (50, 50)]
 LABELS = [0, 4, 2, 3, 1, 4]
@@ -62,7 +63,11 @@ def test_every_element_has_a_static_shape(records, mode):
     batch = 2 if mode == "train" else 4
     assert features["images"].shape == (batch, 64, 64, 3)
     assert features["images"].dtype == tf.float32
-    assert labels == {"classes": tf.TensorSpec([batch], tf.int32)}
+    classes = tf.TensorSpec([batch], tf.int32)
+    if mode == "train":
+        assert labels == {"classes": classes}
+    else:
+        assert labels == {"classes": classes, "groundtruths": {"classes": classes}}
 
 
 def test_eval_is_the_padded_centre_crop_resized(records):
@@ -72,6 +77,7 @@ def test_eval_is_the_padded_centre_crop_resized(records):
     for features, labels in dataset:
         images.append(features["images"].numpy())
         classes.append(labels["classes"].numpy())
+        np.testing.assert_array_equal(labels["groundtruths"]["classes"], labels["classes"])
         valid.append(features["valid"].numpy())
     images, classes, valid = map(np.concatenate, (images, classes, valid))
     assert valid.tolist() == [True] * 6 + [False] * 2
@@ -146,3 +152,22 @@ def test_label_outside_num_classes_names_the_key(records):
     with pytest.raises(tf.errors.InvalidArgumentError, match="image/class/label"):
         for _ in dataset:
             pass
+
+
+def test_augmentation_hook_runs_on_the_decoded_training_image(records):
+    def invert(image):
+        assert image.dtype == tf.uint8 and image.shape.rank == 3
+        return 255 - image
+
+    record = _example(_gradient_png(), 1)
+    for is_training, expect_inverted in ((True, True), (False, False)):
+        parser = ClassificationParser(
+            [64, 64], 5, is_training, aug_rand_hflip=False, autoaugment=invert
+        )
+        plain = ClassificationParser([64, 64], 5, is_training, aug_rand_hflip=False)
+        image = parser(tf.constant(record))[0]["images"].numpy()
+        reference = plain(tf.constant(record))[0]["images"].numpy()
+        # Training crops are random: compare the direction of the gradient instead of pixels.
+        left_brighter = image[0, 0, 0] > image[0, -1, 0]
+        assert left_brighter == expect_inverted
+        assert (reference[0, 0, 0] > reference[0, -1, 0]) is np.False_

@@ -13,8 +13,15 @@ from pycocotools.coco import COCO
 import pytest
 import tensorflow as tf
 
-from detection.dataloader.tf_example_decoder import TfExampleDecoder
-from detection.tools.make_shapes_dataset import ensure_shapes_dataset
+from detection.dataloader.tf_example_decoder import (
+    TfExampleClassificationDecoder,
+    TfExampleDecoder,
+)
+from detection.tools.make_shapes_dataset import (
+    CATEGORIES,
+    ensure_shapes_dataset,
+    make_classification_scene,
+)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZE = 64
@@ -194,3 +201,71 @@ def test_command_line(tmp_path):
     )
     assert len(glob.glob(os.path.join(out_dir, "val", "*.jpg"))) == 2
     assert os.path.exists(os.path.join(out_dir, "COMPLETE"))
+
+
+def test_classification_variant_has_one_dominant_shape_per_image(tmp_path):
+    for index in range(200):
+        image, instances = make_classification_scene(np.random.default_rng([3, 0, index, 1]), SIZE)
+        areas = [mask.sum() for _, mask in instances]
+        # The dominant shape is drawn last and covers more than all distractors together and
+        # more than twice any one of them.
+        assert areas[-1] > sum(areas[:-1]) and areas[-1] > 2 * max(areas[:-1], default=0), areas
+        assert len(instances) <= 3 and image.shape == (SIZE, SIZE, 3)
+
+    paths = ensure_shapes_dataset(
+        str(tmp_path / "cls"), num_train=30, num_val=6, image_size=SIZE, variant="classification"
+    )
+    with open(paths["label_map_file"]) as f:
+        assert f.read() == "1:circle\n2:square\n3:triangle\n"
+    decoder = TfExampleClassificationDecoder()
+    for split, count in (("train", 30), ("val", 6)):
+        labels = []
+        for record in tf.data.TFRecordDataset(sorted(glob.glob(paths[f"{split}_file_pattern"]))):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            name = feature["image/class/text"].bytes_list.value[0].decode()
+            label = int(decoder.decode(record)["label"])
+            # The label, the class directory and the generator's dominant shape agree.
+            directory, file_name = feature["image/filename"].bytes_list.value[0].decode().split("/")
+            index = int(file_name.split(".")[0]) - 1
+            rng = np.random.default_rng([0, ("train", "val").index(split), index, 1])
+            assert (
+                name
+                == directory
+                == CATEGORIES[make_classification_scene(rng, SIZE)[1][-1][0] - 1]["name"]
+            )
+            assert label == {"circle": 1, "square": 2, "triangle": 3}[name]
+            labels.append(label)
+        assert len(labels) == count
+    assert len(set(labels)) >= 2
+
+
+def test_segmentation_variant_labels_the_detection_scenes(tiny_shapes, tmp_path):
+    """Same seed and sizes as the session's detection dataset: same images, label maps equal
+    to the union of its instance masks."""
+    paths = ensure_shapes_dataset(
+        str(tmp_path / "seg"),
+        num_train=24,
+        num_val=8,
+        image_size=64,
+        seed=1,
+        num_train_shards=2,
+        num_val_shards=1,
+        variant="segmentation",
+    )
+    coco = COCO(tiny_shapes["val_annotations"])
+    checked = 0
+    for record in tf.data.TFRecordDataset(sorted(glob.glob(paths["val_file_pattern"]))):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        file_name = feature["image/filename"].bytes_list.value[0].decode()
+        png = feature["image/segmentation/class/encoded"].bytes_list.value[0]
+        label_map = tf.io.decode_png(png).numpy()[..., 0]
+        image_id = int(file_name.split(".")[0])
+        expected = np.zeros((64, 64), np.uint8)
+        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+            expected[coco.annToMask(annotation).astype(bool)] = annotation["category_id"]
+        np.testing.assert_array_equal(label_map, expected)
+        detection_jpeg = os.path.join(tiny_shapes["val_image_dir"], file_name)
+        with open(detection_jpeg, "rb") as f:
+            assert feature["image/encoded"].bytes_list.value[0] == f.read()
+        checked += 1
+    assert checked == 8

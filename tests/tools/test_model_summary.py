@@ -4,21 +4,23 @@ import pytest
 import tensorflow as tf
 
 from detection.configs import loader
+from detection.hyperparameters import ParamsError
 from detection.modeling.networks import factory as network_factory
 from detection.tools import model_summary
 
-# ResNet-10, 16-channel FPN on P3-P7, one 16-filter conv per subnet, 3 classes, 64x64 input.
+# ResNet-10, 16-channel FPN on P3-P7, one 16-filter conv per subnet, 3 classes, 128x128 input
+# (the smallest divisible by 2**max_level).
 TINY = (
     "{resnet: {resnet_depth: 10}, fpn: {fpn_feat_dims: 16}, "
     "retinanet_head: {num_convs: 1, num_filters: 16}, "
-    "retinanet_parser: {output_size: [64, 64]}, architecture: {num_classes: 3}}"
+    "retinanet_parser: {output_size: [128, 128]}, architecture: {num_classes: 3}}"
 )
 A = 9  # 3 scales x 3 aspect ratios
 K = 3  # classes, background included
 F = 16  # FPN channels = head filters
-# Level l (3..7) of a 64x64 input has side ceil(64 / 2^l): 8, 4, 2, 1, 1.
-SIDES = {3: 8, 4: 4, 5: 2, 6: 1, 7: 1}
-PIXELS = sum(s * s for s in SIDES.values())  # 86
+# Level l (3..7) of a 128x128 input has side 128 / 2^l: 16, 8, 4, 2, 1.
+SIDES = {3: 16, 4: 8, 5: 4, 6: 2, 7: 1}
+PIXELS = sum(s * s for s in SIDES.values())  # 341
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def _rows(summary):
 
 def test_total_params_equal_keras_count_of_independently_built_network(tiny_params, tiny_summary):
     network = network_factory.retinanet_network_from_params(tiny_params)
-    network(tf.zeros([1, 64, 64, 3]), training=False)
+    network(tf.zeros([1, 128, 128, 3]), training=False)
     rows = _rows(tiny_summary)
     assert rows["total"].params == network.count_params()
     trainable = sum(int(tf.size(w)) for w in network.trainable_weights)
@@ -52,7 +54,7 @@ def test_components_sum_to_separately_counted_total(tiny_summary):
     for field in ("params", "trainable_params", "macs"):
         assert sum(getattr(p, field) for p in parts) == getattr(rows["total"], field), field
     assert all(p.macs > 0 and p.params > 0 for p in parts)
-    assert tiny_summary.input_shape == (1, 64, 64, 3)
+    assert tiny_summary.input_shape == (1, 128, 128, 3)
 
 
 def test_head_counts_by_hand(tiny_summary):
@@ -89,14 +91,13 @@ def test_main_prints_table(capsys):
     assert model_summary.main(["--model=retinanet", f"--params_override={TINY}"]) == 0
     out = capsys.readouterr().out
     assert "| backbone |" in out and "| head |" in out and "| total |" in out
-    assert "input 1x64x64x3" in out
+    assert "input 1x128x128x3" in out
 
 
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--model=mask_rcnn"], "is not implemented; available: retinanet"),
-        (["--model=classification"], "is not implemented; available: retinanet"),
+        (["--model=mask_rcnn"], "model='mask_rcnn' is not implemented; available:"),
         (["--modle=retinanet"], "did you mean --model"),
         (["--model=retinanet", "--params_override=fpn.fpn_feat_dim=16"], "fpn_feat_dim"),
         (["--model=retinanet", "--params_override=fpn.fpn_feat_dims=0"], "fpn_feat_dims"),
@@ -112,3 +113,58 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, expected):
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("model_summary: error: ")
     assert expected in lines[0]
+
+
+def _check_parts_add_up(summary, names):
+    rows = _rows(summary)
+    assert [r.name for r in summary.components] == names + ["total"]
+    for field in ("params", "trainable_params", "macs"):
+        total = sum(getattr(rows[name], field) for name in names)
+        assert total == getattr(rows["total"], field), field
+    return rows
+
+
+def test_classification_counts_by_hand():
+    params = loader.load_params(
+        "classification",
+        params_override="{resnet: {resnet_depth: 10}, classification_parser: {output_size: [64, 64]},"
+        " classification_head: {endpoints_num_filters: 8}, architecture: {num_classes: 5}}",
+    )
+    summary = model_summary.summarize(params)
+    rows = _check_parts_add_up(summary, ["backbone", "head"])
+    # C5 of ResNet-10 at 64 px: 2x2 pixels of 512 channels -> 1x1 conv to 8 -> dense to 5.
+    assert rows["head"].macs == 2 * 2 * 512 * 8 + 8 * 5
+    assert rows["head"].trainable_params == 512 * 8 + 2 * 8 + 8 * 5 + 5
+    assert rows["head"].params == rows["head"].trainable_params + 2 * 8  # BN moving stats
+    network = network_factory.classification_network_from_params(params)
+    network(tf.zeros([1, 64, 64, 3]))
+    assert rows["total"].params == network.count_params()
+    with pytest.raises(ParamsError, match="multilevel_features='fpn'"):
+        model_summary.summarize(
+            loader.load_params(
+                "classification", params_override="architecture.multilevel_features=fpn"
+            )
+        )
+
+
+def test_segmentation_counts_by_hand():
+    params = loader.load_params(
+        "segmentation",
+        params_override="{resnet: {resnet_depth: 10}, segmentation_parser: {output_size: [64, 64]},"
+        " fpn: {fpn_feat_dims: 16}, architecture: {num_classes: 3, max_level: 5},"
+        " segmentation_head: {upsample_factor: 2, upsample_num_filters: 4}}",
+    )
+    rows = _check_parts_add_up(model_summary.summarize(params), ["backbone", "decoder", "head"])
+    # P3 at 64 px: 8x8 pixels of 16 channels; two 3x3 convs 16 -> 16, a 2x2 stride-2
+    # transposed conv to 4 channels (16x16 outputs, one kernel tap each), a 1x1 conv to 3.
+    assert rows["head"].macs == 8 * 8 * 9 * 16 * 16 * 2 + 16 * 16 * 4 * 16 + 16 * 16 * 4 * 3
+    network = network_factory.segmentation_network_from_params(params)
+    network(tf.zeros([1, 64, 64, 3]))
+    assert rows["total"].params == network.count_params()
+
+
+def test_resnet50_classifier_at_224_matches_the_published_size():
+    """The published ResNet-50: 25.6 M parameters and 4.1 B multiply-adds at 224x224."""
+    rows = _rows(model_summary.summarize(loader.load_params("classification")))
+    assert rows["total"].params == pytest.approx(25.6e6, rel=0.01)
+    assert rows["total"].gmacs == pytest.approx(4.1, rel=0.05)
