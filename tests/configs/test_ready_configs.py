@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from detection import main_lib
-from detection.configs import loader
+from detection.configs import factory, loader
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -35,7 +35,7 @@ def test_configs_found():
 @pytest.mark.parametrize("path", READY, ids=_ids(READY))
 def test_loads_strictly_and_prints(path, capsys):
     params = loader.load_params(None, [str(path)])
-    assert params.type in ("retinanet", "mask_rcnn", "shapemask", "classification")
+    assert params.type in factory.MODELS
     assert main_lib.run([f"--config_file={path}", "--print_config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["type"] == params.type
