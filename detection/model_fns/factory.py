@@ -5,9 +5,15 @@ and list it in `_MODEL_FNS` under its `type`.
 """
 
 from detection.hyperparameters import registry
+from detection.model_fns.maskrcnn import MaskRCNNModelFn
 from detection.model_fns.retinanet import RetinaNetModelFn
 
-_MODEL_FNS = {"retinanet": RetinaNetModelFn}
+_MODEL_FNS = {
+    "retinanet": RetinaNetModelFn,
+    # One model fn: the cascade is switched on by roi_sampling.cascade_iou_thresholds.
+    "mask_rcnn": MaskRCNNModelFn,
+    "cascade_mask_rcnn": MaskRCNNModelFn,
+}
 
 
 def model_fn_from_params(params):

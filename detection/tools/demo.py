@@ -1,12 +1,14 @@
 """The README's main job (`make demo`): shapes dataset -> train -> COCO eval -> a picture.
 
-    python -m detection.tools.demo --model_dir runs/shapes_retinanet
+    python -m detection.tools.demo [--model mask_rcnn] [--model_dir runs/shapes_mask_rcnn]
 
 1. Generates the synthetic shapes dataset in `--data_dir` unless it is already there.
-2. Trains and evaluates the RetinaNet of `configs/shapes/retinanet.yaml` through the same
-   command-line path as `main.py --mode=train_and_eval` (resuming if interrupted).
-3. Prints the COCO box metrics of the final checkpoint.
-4. Writes `model_dir/detections.png`: val images with predicted boxes, labels and scores.
+2. Trains and evaluates the `--model` of `configs/shapes/<model>.yaml` (RetinaNet by default;
+   `mask_rcnn`, `faster_rcnn`, `cascade_mask_rcnn`) through the same command-line path as
+   `main.py --mode=train_and_eval` (resuming if interrupted).
+3. Prints the COCO box (and mask) metrics of the final checkpoint.
+4. Writes `model_dir/detections.png`: val images with predicted masks, boxes, labels and
+   scores.
 """
 
 import argparse
@@ -23,7 +25,13 @@ from detection.configs.merge import merge_dicts
 from detection.hyperparameters import parse_override
 from detection.tools import make_shapes_dataset
 
-DEFAULT_CONFIG = os.path.join("configs", "shapes", "retinanet.yaml")
+# --model -> the shapes experiment it trains (faster_rcnn is mask_rcnn without masks).
+DEMO_MODELS = ("retinanet", "mask_rcnn", "faster_rcnn", "cascade_mask_rcnn")
+
+
+def shapes_config(model):
+    return os.path.join("configs", "shapes", f"{model}.yaml")
+
 
 _METRIC_ROWS = [
     ("AP", "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
@@ -41,10 +49,15 @@ _METRIC_ROWS = [
 ]
 
 
-def format_metrics(metrics):
-    """The COCO summary table (pycocotools' layout); -1 means no object of that size."""
+def format_metrics(metrics, prefix=""):
+    """The COCO summary table (pycocotools' layout); -1 means no object of that size.
+
+    `prefix` selects the mask metrics ('mask_') of an evaluation with masks.
+    """
     return "\n".join(
-        f" {label} = {metrics[key]:.3f}" for key, label in _METRIC_ROWS if key in metrics
+        f" {label} = {metrics[prefix + key]:.3f}"
+        for key, label in _METRIC_ROWS
+        if prefix + key in metrics
     )
 
 
@@ -73,7 +86,13 @@ def draw_val_detections(argv, paths, model_dir, num_images, min_score):
         image = inference.read_image(path)
         result = detector(image)
         canvas = visualize.draw_detections(
-            image, result["boxes"], result["classes"], result["scores"], names, min_score
+            image,
+            result["boxes"],
+            result["classes"],
+            result["scores"],
+            names,
+            min_score,
+            masks=result.get("masks"),
         )
         # Upscale 128 px scenes 3x (nearest) so that labels stay readable.
         drawn.append(
@@ -86,9 +105,10 @@ def draw_val_detections(argv, paths, model_dir, num_images, min_score):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_dir", default=os.path.join("runs", "shapes_retinanet"))
+    parser.add_argument("--model", choices=DEMO_MODELS, default="retinanet")
+    parser.add_argument("--model_dir", default=None, help="default: runs/shapes_<model>")
     parser.add_argument("--data_dir", default=os.path.join("data", "shapes"))
-    parser.add_argument("--config_file", default=DEFAULT_CONFIG)
+    parser.add_argument("--config_file", default=None, help="default: configs/shapes/<model>.yaml")
     parser.add_argument(
         "--params_override",
         default="",
@@ -97,6 +117,8 @@ def main(argv=None):
     parser.add_argument("--num_images", type=int, default=8)
     parser.add_argument("--min_score", type=float, default=0.4)
     args = parser.parse_args(argv)
+    args.model_dir = args.model_dir or os.path.join("runs", f"shapes_{args.model}")
+    args.config_file = args.config_file or shapes_config(args.model)
 
     paths = make_shapes_dataset.ensure_shapes_dataset(args.data_dir)
     override = merge_dicts(
@@ -120,6 +142,9 @@ def main(argv=None):
     step, metrics = latest_metrics(args.model_dir)
     print(f"\nCOCO box metrics on {paths['val_annotations']} (step {step}):")
     print(format_metrics(metrics))
+    if "mask_AP" in metrics:
+        print(f"\nCOCO mask metrics (step {step}):")
+        print(format_metrics(metrics, prefix="mask_"))
     picture = draw_val_detections(cli_args, paths, args.model_dir, args.num_images, args.min_score)
     print(f"\nDetections on {args.num_images} val images: {picture}")
     return 0
