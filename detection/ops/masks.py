@@ -1,7 +1,9 @@
 """Instance-mask ops: cutting box-relative mask targets, and pasting them back into images.
 
-- `crop_and_resize_masks` (TensorFlow, static output size): the box-relative training target of
-  each instance mask (Mask R-CNN's parser and mask targets).
+- `crop_and_resize_masks` (TensorFlow, static output size): the box-relative crop of each
+  instance mask (Mask R-CNN's parser).
+- `roi_mask_targets` (TensorFlow, static shapes): the mask head's training target of each
+  sampled ROI, resampled from its matched groundtruth crop.
 - `paste_instance_mask` (NumPy, on the host): a predicted box-relative soft mask back into a
   full-image binary mask (COCO mask evaluation, drawing).
 
@@ -54,6 +56,69 @@ def crop_and_resize_masks(masks, boxes, crop_size):
         method="bilinear",
     )
     return crops[:, :, :, 0]
+
+
+def _cell_weights(low, high, box_low, box_high, cells, size):
+    """Bilinear weights of `size` output cell centres over [low, high] on `cells` box cells.
+
+    Args:
+      low, high: [...] the ROI's extent on one axis.
+      box_low, box_high: [...] the groundtruth box's extent on that axis.
+      cells: Python int, the crop's cells along the axis.
+      size: Python int, output cells along the axis.
+
+    Returns:
+      [..., size, cells] weights; cells outside the crop count as 0, so an output cell centre
+      more than half a crop cell outside the box gets weight 0 in total.
+    """
+    extent = tf.maximum(box_high - box_low, 1e-6)[..., tf.newaxis]
+    centres = low[..., tf.newaxis] + (tf.range(size, dtype=tf.float32) + 0.5) * (
+        (high - low)[..., tf.newaxis] / float(size)
+    )
+    # Position in crop cells, with cell j's centre at j.
+    coords = (centres - box_low[..., tf.newaxis]) / extent * float(cells) - 0.5
+    return tf.nn.relu(1.0 - tf.abs(coords[..., tf.newaxis] - tf.range(cells, dtype=tf.float32)))
+
+
+def roi_mask_targets(gt_masks, gt_boxes, rois, matched_gt_indices, output_size):
+    """Mask targets of sampled ROIs, cut from their matched groundtruth mask crops.
+
+    Output cell (i, j) of ROI k is the bilinear sample, at the cell's centre, of the crop of
+    groundtruth row `matched_gt_indices[k]`, whose cells tile its box with the geometry of
+    `crop_and_resize_masks` (cell centres at `y0 + (i + 0.5) * (y1 - y0) / S`). Outside the box
+    the mask is 0 (the crop fades to 0 over the half cell past its border). Targets stay soft
+    values in [0, 1], as in the original framework (no binarisation).
+
+    Args:
+      gt_masks: [b, M, S_h, S_w] box-relative crops in [0, 1] (the parser's `gt_masks`).
+      gt_boxes: [b, M, 4] the groundtruth boxes the crops tile (network-input pixels).
+      rois: [b, K, 4] sampled ROIs, same pixels.
+      matched_gt_indices: [b, K] int row of each ROI's groundtruth, -1 for none.
+      output_size: int, the side of the targets (`architecture.mask_target_size`).
+
+    Returns:
+      [b, K, output_size, output_size] float32; all zero where the index is -1.
+    """
+    output_size = int(output_size)
+    gt_masks = tf.cast(gt_masks, tf.float32)
+    gt_boxes = tf.cast(gt_boxes, tf.float32)
+    rois = tf.cast(rois, tf.float32)
+    indices = tf.cast(matched_gt_indices, tf.int32)
+    if gt_masks.shape.rank != 4:
+        raise ValueError(f"gt_masks must be [batch, M, S_h, S_w], got {gt_masks.shape}.")
+    valid = indices >= 0
+    safe = tf.maximum(indices, 0)
+    masks = tf.gather(gt_masks, safe, batch_dims=1)  # [b, K, S_h, S_w]
+    boxes = tf.gather(gt_boxes, safe, batch_dims=1)  # [b, K, 4]
+    rows = _cell_weights(
+        rois[..., 0], rois[..., 2], boxes[..., 0], boxes[..., 2], gt_masks.shape[2], output_size
+    )
+    cols = _cell_weights(
+        rois[..., 1], rois[..., 3], boxes[..., 1], boxes[..., 3], gt_masks.shape[3], output_size
+    )
+    # Bilinear sampling is separable: rows then columns, two small batched matrix products.
+    targets = tf.einsum("bkiy,bkyx,bkjx->bkij", rows, masks, cols)
+    return tf.where(valid[..., tf.newaxis, tf.newaxis], targets, 0.0)
 
 
 def _bilinear_weights(start, end, cells, size):

@@ -1,6 +1,9 @@
 """Mask ops against NumPy references: box-relative crops (training targets) and pastes."""
 
+import math
+
 import numpy as np
+import tensorflow as tf
 
 from detection.ops import masks as mask_ops
 
@@ -85,3 +88,67 @@ def test_paste_degenerate_or_outside_boxes_give_empty_masks():
     mask = np.ones([4, 4])
     for box in ([5, 5, 5, 9], [5, 9, 9, 2], [100, 100, 120, 120], [-30, -30, -20, -20]):
         assert not mask_ops.paste_instance_mask(mask, box, 32, 32).any()
+
+
+def _np_roi_target(crop, gt_box, roi, size):
+    """Per-cell bilinear sample of the crop (zero outside its cells) at each ROI cell centre."""
+    cells_h, cells_w = crop.shape
+    out = np.zeros((size, size))
+    for i in range(size):
+        for j in range(size):
+            y = roi[0] + (i + 0.5) * (roi[2] - roi[0]) / size
+            x = roi[1] + (j + 0.5) * (roi[3] - roi[1]) / size
+            u = (y - gt_box[0]) / (gt_box[2] - gt_box[0]) * cells_h - 0.5
+            v = (x - gt_box[1]) / (gt_box[3] - gt_box[1]) * cells_w - 0.5
+            u0, v0 = math.floor(u), math.floor(v)
+            for r, wr in ((u0, 1 - (u - u0)), (u0 + 1, u - u0)):
+                for c, wc in ((v0, 1 - (v - v0)), (v0 + 1, v - v0)):
+                    if 0 <= r < cells_h and 0 <= c < cells_w:
+                        out[i, j] += wr * wc * crop[r, c]
+    return out
+
+
+def test_roi_mask_targets_match_per_cell_reference():
+    rng = np.random.default_rng(3)
+    crops = rng.uniform(size=(2, 3, 12, 10)).astype(np.float32)
+    gt_boxes = np.float32(
+        [
+            [[10, 10, 40, 50], [5, 60, 60, 90], [0, 0, 64, 64]],
+            [[20, 30, 50, 35], [1, 1, 9, 9], [-1] * 4],
+        ]
+    )
+    indices = np.int32([[0, 1, 2, 0, -1], [1, 0, 0, -1, 1]])
+    rois = np.zeros((2, 5, 4), np.float32)
+    for b in range(2):
+        for k in range(5):
+            y0, x0, y1, x1 = gt_boxes[b, max(indices[b, k], 0)]
+            h, w = y1 - y0, x1 - x0
+            jitter = rng.uniform(-0.3, 0.3, 4) * [h, w, h, w]
+            rois[b, k] = [y0, x0, y1, x1] + jitter
+    got = mask_ops.roi_mask_targets(crops, gt_boxes, rois, indices, 7)
+    assert got.shape == (2, 5, 7, 7)
+    compiled = tf.function(mask_ops.roi_mask_targets, jit_compile=True)(
+        crops, gt_boxes, rois, indices, 7
+    )
+    np.testing.assert_allclose(compiled, got, atol=1e-5)
+    for b in range(2):
+        for k in range(5):
+            if indices[b, k] < 0:
+                np.testing.assert_array_equal(got[b, k], 0)
+                continue
+            want = _np_roi_target(
+                crops[b, indices[b, k]], gt_boxes[b, indices[b, k]], rois[b, k], 7
+            )
+            np.testing.assert_allclose(got[b, k], want, atol=1e-5)
+
+
+def test_roi_mask_targets_of_a_full_crop():
+    """An all-ones crop: 1 inside the groundtruth box, 0 more than half a crop cell outside."""
+    crops = np.ones((1, 1, 16, 16), np.float32)
+    gt_boxes = np.float32([[[20, 20, 52, 52]]])
+    rois = np.float32([[[20, 20, 52, 52], [24, 28, 40, 48], [20, 4, 52, 36]]])
+    got = mask_ops.roi_mask_targets(crops, gt_boxes, rois, np.zeros((1, 3), np.int32), 8).numpy()
+    np.testing.assert_allclose(got[0, :2], 1.0, atol=1e-6)
+    # The third ROI's left half lies left of the box (crop cells of 2 px; columns 0-3 at x < 19).
+    np.testing.assert_allclose(got[0, 2, :, :4], 0.0, atol=1e-6)
+    np.testing.assert_allclose(got[0, 2, :, 4:], 1.0, atol=1e-6)
