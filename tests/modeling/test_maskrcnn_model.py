@@ -243,6 +243,18 @@ def test_eval_step_compiles_with_xla(tiny_shapes, batches, model, extra):
     np.testing.assert_allclose(xla["detection_masks"], eager["detection_masks"], atol=1e-4)
 
 
+def _iou_np(boxes, gt):
+    """[n, m] IoU of yxyx boxes by brute force."""
+    out = np.zeros((len(boxes), len(gt)))
+    for i, a in enumerate(boxes):
+        for j, g in enumerate(gt):
+            h = max(0.0, min(a[2], g[2]) - max(a[0], g[0]))
+            w = max(0.0, min(a[3], g[3]) - max(a[1], g[1]))
+            union = (a[2] - a[0]) * (a[3] - a[1]) + (g[2] - g[0]) * (g[3] - g[1]) - h * w
+            out[i, j] = h * w / union if union > 0 else 0.0
+    return out
+
+
 def test_cascade_stages_and_class_ensemble(tiny_shapes, batches):
     params = tiny_params(tiny_shapes, "cascade_mask_rcnn", **CASCADE)
     model_fn, network = _build(params)
@@ -260,8 +272,17 @@ def test_cascade_stages_and_class_ensemble(tiny_shapes, batches):
     for stage in stages:
         assert stage["rois"].shape == (BATCH, SAMPLES, 4)
         assert stage["class_outputs"].shape == (BATCH, SAMPLES, NUM_CLASSES)
-    # Later stages relabel the refined boxes: the foreground share can only come from
-    # boxes overlapping a groundtruth box by the stage's threshold.
+    # Later stages relabel the refined boxes at their own threshold: foreground exactly
+    # where the best IoU with a groundtruth box reaches it (NumPy IoU).
+    gt_boxes = labels["gt_boxes"].numpy()
+    for stage, threshold in zip(stages[1:], (0.6, 0.7)):
+        rois = stage["rois"].numpy()
+        valid = stage["valid"].numpy()
+        for b in range(BATCH):
+            gt = gt_boxes[b][labels["gt_classes"].numpy()[b] >= 0]
+            best = np.max(_iou_np(rois[b], gt), axis=1)
+            foreground = stage["class_targets"].numpy()[b] > 0
+            np.testing.assert_array_equal(foreground[valid[b]], best[valid[b]] >= threshold)
     ensemble_fn, ensemble = _build(
         tiny_params(
             tiny_shapes,

@@ -99,6 +99,7 @@ def maskrcnn_network_from_params(params, anchor_boxes, dtype=None):
             nms_iou_threshold=p.nms_iou_threshold,
             score_threshold=p.score_threshold,
             pre_nms_num_boxes=p.pre_nms_num_boxes,
+            apply_nms=p.apply_nms,
         )
         return MaskRCNNNetwork(
             backbone=backbone_from_params(params, dtype),

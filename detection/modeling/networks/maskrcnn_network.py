@@ -206,8 +206,8 @@ class MaskRCNNNetwork(keras.Model):
                 box_weights=stage_box_weights(0),
             )
         threshold = self._cascade_iou_thresholds[stage - 1]
-        # Every refined box is kept (a foreground quota of 100% of as many samples as boxes
-        # takes them all); only the labels change.
+        # Every refined box is kept in order and only relabelled (no subsampling, no
+        # groundtruth mixing), foreground at >= the stage's IoU threshold, as the original.
         return roi_sampling.sample_rois(
             rois,
             inputs["gt_boxes"],
@@ -219,6 +219,7 @@ class MaskRCNNNetwork(keras.Model):
             bg_iou_thresh_lo=0.0,
             mix_gt_boxes=False,
             box_weights=stage_box_weights(stage),
+            skip_subsampling=True,
         )
 
     def _refine(self, box_outputs, rois, classes, image_shape, stage):
@@ -260,7 +261,9 @@ class MaskRCNNNetwork(keras.Model):
             class_outputs, box_outputs = _float32(head(roi_features, training=training))
             all_class_outputs.append(class_outputs)
             stages.append(
-                dict(rois=rois, class_outputs=class_outputs, box_outputs=box_outputs, sampled=sampled)
+                dict(
+                    rois=rois, class_outputs=class_outputs, box_outputs=box_outputs, sampled=sampled
+                )
             )
             if stage + 1 < len(self.box_heads):
                 classes = (
@@ -270,7 +273,7 @@ class MaskRCNNNetwork(keras.Model):
                 )
                 rois = self._refine(box_outputs, rois, classes, image_shape, stage)
                 if training:
-                    # Empty sample slots stay empty: zero boxes are never candidates.
+                    # Empty sample slots stay empty boxes, which are never candidates.
                     rois = tf.where(sampled["valid"][..., tf.newaxis], rois, 0.0)
 
         if training:
@@ -305,9 +308,7 @@ class MaskRCNNNetwork(keras.Model):
             mask_features = self._roi_features(
                 features, detections["detection_boxes"], self._mask_target_size // 2
             )
-            logits = self.mask_head(
-                mask_features, detections["detection_classes"], training=False
-            )
+            logits = self.mask_head(mask_features, detections["detection_classes"], training=False)
             outputs["detection_masks"] = tf.sigmoid(tf.cast(logits, tf.float32))
         return outputs
 
