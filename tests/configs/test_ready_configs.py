@@ -73,3 +73,12 @@ def test_r50_fpn_640_is_the_original_default_recipe_with_scale_jitter():
     assert ours["retinanet_parser.output_size"] == [640, 640]
     assert (ours["train.train_batch_size"], ours["train.total_steps"]) == (64, 22500)
     assert ours["train.train_file_pattern"] == "gs://<bucket>/coco/train-*"
+
+
+def test_mask_rcnn_r50_fpn_1024_is_exactly_the_original_default_recipe():
+    path = ROOT / "configs" / "mask_rcnn" / "r50_fpn_1024.yaml"
+    original = _flatten(yaml.safe_load((DATA / "original_defaults" / "mask_rcnn.yaml").read_text()))
+    ours = _flatten(loader.load_params(None, [str(path)]).as_dict())
+    differing = {key for key, value in original.items() if ours[key] != value}
+    assert differing == {"train.train_file_pattern", "eval.eval_file_pattern", "eval.val_json_file"}
+    assert ours["maskrcnn_parser.output_size"] == [1024, 1024]
