@@ -267,3 +267,24 @@ def test_mixed_bfloat16_policy(tiny_shapes, batches):
     assert all(g.dtype == tf.float32 for g in grads if g is not None)
     predictions = model_fn(model, batches[1][0], None, PREDICT)["predictions"]
     _assert_prediction_shapes(predictions)
+
+
+def test_padded_eval_examples_are_harmless(tiny_shapes):
+    """8 val images in batches of 3: the last batch holds 2 images and 1 padding entry. Its
+    predictions are finite and the evaluator skips it (there are no eval losses)."""
+    params = tiny_params(tiny_shapes, **{"eval.eval_batch_size": 3})
+    model_fn, model = _build(params)
+    features, labels = list(model_fn.input_fn(EVAL)(None))[-1]
+    np.testing.assert_array_equal(features["valid"], [True, True, False])
+    outputs = model_fn(model, features, labels, EVAL)
+    assert set(outputs) == {"predictions"}
+    predictions = {k: v.numpy() for k, v in outputs["predictions"].items()}
+    for name, value in predictions.items():
+        assert np.all(np.isfinite(value)), name
+    evaluator = model_fn.build_evaluator()
+    predictions["valid"] = features["valid"].numpy()
+    groundtruths = {k: v.numpy() for k, v in labels["groundtruths"].items()}
+    evaluator.update(predictions, groundtruths)
+    assert evaluator.num_images == 2
+    metrics = evaluator.evaluate()
+    assert "mask_AP" in metrics and 0.0 <= metrics["mask_AP"] <= 1.0
