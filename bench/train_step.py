@@ -24,7 +24,8 @@ Model Garden peer harness reads too (../shared/peers). Every step sees the same 
 model built from the same seed. --warmup_steps calls per variant come first (the first one
 traces and compiles; its time is shown apart), then --num_steps timed calls, alternating
 between the variants so that load changes on a shared machine hit both; each call is
-synchronized by fetching its result with `.numpy()`. Reported: median and p90 seconds, and
+synchronized by fetching its result with `.numpy()`. Reported: median and p90 seconds, the
+median CPU seconds of the process (the work done, steadier than wall time on a shared machine), and
 XLA / no-XLA ratios. The load average is printed before and after, since the machine may be
 shared.
 
@@ -69,6 +70,7 @@ flags.DEFINE_float(
     "postprocess.score_threshold for inference (see the module docstring).",
 )
 flags.DEFINE_integer("seed", 0, "Seed of the inputs and of the model initialization.")
+flags.DEFINE_bool("xla", True, "Also time the XLA-compiled variants (they compile for minutes).")
 
 
 def _parser_key():
@@ -163,26 +165,34 @@ def _train_step(params, jit_compile):
 
 
 def _timed(fn, args):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of this process's threads, fetched result) of one call.
+
+    On a shared machine the CPU seconds move less than the wall time: they count the work
+    done, not the waiting for a core.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn(*args)
     values = tf.nest.map_structure(lambda t: t.numpy(), result)  # waits for the step
-    return time.perf_counter() - start, values
+    return time.perf_counter() - start, time.process_time() - cpu, values
 
 
 def _run(variants):
-    """Warm-up, then alternating timed calls. Returns {name: (first, [seconds], last value)}."""
+    """Warm-up, then alternating timed calls.
+
+    Returns {name: (first, [wall seconds], [CPU seconds], last value)}.
+    """
     results = {}
     for name, fn, args in variants:
-        first, value = _timed(fn, args)
+        first, _, value = _timed(fn, args)
         for _ in range(FLAGS.warmup_steps - 1):
-            _, value = _timed(fn, args)
-        results[name] = (first, [], value)
+            _, _, value = _timed(fn, args)
+        results[name] = (first, [], [], value)
         print(f"  {name}: first call (trace + compile) {first:.1f} s", flush=True)
     for _ in range(FLAGS.num_steps):
         for name, fn, args in variants:
-            seconds, value = _timed(fn, args)
-            results[name][1].append(seconds)
-            results[name] = (results[name][0], results[name][1], value)
+            seconds, cpu, value = _timed(fn, args)
+            first, walls, cpus, _ = results[name]
+            results[name] = (first, walls + [seconds], cpus + [cpu], value)
     return results
 
 
@@ -229,39 +239,36 @@ def main(argv):
         f"{FLAGS.num_steps} timed calls per variant; load average before: {load_before}",
         flush=True,
     )
-    train = _run(
-        [
-            ("train, tf.function", _train_step(params, False), (features, labels)),
-            ("train, XLA", _train_step(params, True), (features, labels)),
-        ]
-    )
-    infer = _run(
-        [
-            ("inference, tf.function", tf.function(predict), (infer_features,)),
-            ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,)),
-        ]
-    )
+    train_variants = [("train, tf.function", _train_step(params, False), (features, labels))]
+    infer_variants = [("inference, tf.function", tf.function(predict), (infer_features,))]
+    if FLAGS.xla:
+        train_variants.append(("train, XLA", _train_step(params, True), (features, labels)))
+        infer_variants.append(
+            ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,))
+        )
+    train = _run(train_variants)
+    infer = _run(infer_variants)
     results = {**train, **infer}
 
     print()
-    print(f"| {size}, float32, CPU | batch | median s | p90 s | first call s |")
-    print("|---|---:|---:|---:|---:|")
-    for name, (first, seconds, _) in results.items():
+    print(f"| {size}, float32, CPU | batch | median s | p90 s | median CPU s | first call s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (first, seconds, cpus, _) in results.items():
         batch = FLAGS.batch_size if name.startswith("train") else FLAGS.infer_batch_size
         print(
             f"| {name} | {batch} | {np.median(seconds):.3f} | "
-            f"{np.percentile(seconds, 90):.3f} | {first:.1f} |"
+            f"{np.percentile(seconds, 90):.3f} | {np.median(cpus):.3f} | {first:.1f} |"
         )
     print()
-    for kind in ("train", "inference"):
+    for kind in ("train", "inference") if FLAGS.xla else ():
         plain = np.array(results[f"{kind}, tf.function"][1])
         xla = np.array(results[f"{kind}, XLA"][1])
         print(
             f"{kind}: XLA / no-XLA = {np.median(xla) / np.median(plain):.2f} (ratio of "
             f"medians), {np.median(xla / plain):.2f} (median of paired ratios)"
         )
-    losses = {name: float(value) for name, (_, _, value) in train.items()}
-    detections = {name: int(value["num_detections"][0]) for name, (_, _, value) in infer.items()}
+    losses = {name: float(value) for name, (*_, value) in train.items()}
+    detections = {name: int(value["num_detections"][0]) for name, (*_, value) in infer.items()}
     print(f"last total loss: {losses}; detections per image: {detections}")
     print(f"load average (1, 5, 15 min) before: {load_before}; after: {_load()}")
 
