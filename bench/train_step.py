@@ -20,14 +20,14 @@ ROIs and 128 masks per image); --params_override changes them (e.g.
 Inputs are fixed: RetinaNet gets seeded random normal images and targets from the
 AnchorLabeler on --num_boxes random boxes per image; Mask R-CNN gets one batch of its own
 training input pipeline (parser, RPN targets, instance masks) on --data, the TFRecords the
-Model Garden peer harness reads too (../shared/peers). Every step sees the same batch. Each variant has its own
-model built from the same seed. --warmup_steps calls per variant come first (the first one
-traces and compiles; its time is shown apart), then --num_steps timed calls, alternating
-between the variants so that load changes on a shared machine hit both; each call is
-synchronized by fetching its result with `.numpy()`. Reported: median and p90 seconds, the
-median CPU seconds of the process (the work done, steadier than wall time on a shared machine), and
-XLA / no-XLA ratios. The load average is printed before and after, since the machine may be
-shared.
+Model Garden peer harness reads too (../shared/peers). Every step sees the same batch. Each
+variant has its own model built from the same seed. --warmup_steps calls per variant come
+first (the first one traces and compiles; its time is shown apart), then --num_steps timed
+calls, alternating between the variants so that load changes on a shared machine hit both;
+each call is synchronized by fetching its result with `.numpy()`. Reported: median and p90
+seconds, the median CPU seconds of the process (the work done, steadier than wall time on a
+shared machine), and XLA / no-XLA ratios. The load average is printed before and after,
+since the machine may be shared.
 
 Usage (from the repository root):
   .venv/bin/python bench/train_step.py [--num_steps=10 --output_size=384 --batch_size=2]
