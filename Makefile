@@ -1,11 +1,13 @@
 # Two commands: `make demo` (train + evaluate a small RetinaNet on the synthetic shapes
-# dataset) and `make test` (the whole test suite). Both create .venv and install into it.
+# dataset; `make demo MODEL=mask_rcnn` for Mask R-CNN, also faster_rcnn, cascade_mask_rcnn) and
+# `make test` (the whole test suite). Both create .venv and install into it.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= runs/shapes_retinanet
+MODEL ?= retinanet
+DEMO_DIR ?= runs/shapes_$(MODEL)
 
 .PHONY: demo test install bench clean
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m detection.tools.demo --model_dir $(DEMO_DIR)
+	$(PY) -m detection.tools.demo --model $(MODEL) --model_dir $(DEMO_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,7 +1,11 @@
-"""Seconds per RetinaNet R50-FPN train step and per inference, with and without XLA, on CPU.
+"""Seconds per R50-FPN train step and per inference, with and without XLA, on CPU.
 
-Default `retinanet` params (ResNet-50, FPN P3-P7, 4x256 head, 91 classes, float32) with
-`retinanet_parser.output_size` set to --output_size. Measured:
+--model=retinanet (default): the default `retinanet` params (ResNet-50, FPN P3-P7, 4x256
+head, 91 classes, float32). --model=mask_rcnn / cascade_mask_rcnn: the default `mask_rcnn`
+params (ResNet-50, FPN P2-P6, RPN, 2-fc box head, 4-conv mask head, 91 classes, 512 sampled
+ROIs and 128 masks per image); --params_override changes them (e.g.
+"frcnn_head: {num_convs: 4, num_fcs: 1}", TF Model Garden's 4conv1fc box head). The parser's
+`output_size` is set to --output_size. Measured:
 
 - train step: forward, focal + Huber loss, L2, backward, momentum-SGD update (the executor's
   step without a distribution strategy), at --batch_size, as one `tf.function` (a) without
@@ -13,17 +17,22 @@ Default `retinanet` params (ResNet-50, FPN P3-P7, 4x256 head, 91 classes, float3
   live and NMS runs all its `max_total_size` iterations, the cost of a crowded image with a
   trained model (an upper bound).
 
-Inputs are fixed (seeded): random normal images and targets from the AnchorLabeler on
---num_boxes random boxes per image; every step sees the same batch. Each variant has its own
-model built from the same seed. --warmup_steps calls per variant come first (the first one
-traces and compiles; its time is shown apart), then --num_steps timed calls, alternating
-between the variants so that load changes on a shared machine hit both; each call is
-synchronized by fetching its result with `.numpy()`. Reported: median and p90 seconds, and
-XLA / no-XLA ratios. The load average is printed before and after, since the machine may be
-shared.
+Inputs are fixed: RetinaNet gets seeded random normal images and targets from the
+AnchorLabeler on --num_boxes random boxes per image; Mask R-CNN gets one batch of its own
+training input pipeline (parser, RPN targets, instance masks) on --data, the TFRecords the
+Model Garden peer harness reads too (../shared/peers). Every step sees the same batch. Each
+variant has its own model built from the same seed. --warmup_steps calls per variant come
+first (the first one traces and compiles; its time is shown apart), then --num_steps timed
+calls, alternating between the variants so that load changes on a shared machine hit both;
+each call is synchronized by fetching its result with `.numpy()`. Reported: median and p90
+seconds, the median CPU seconds of the process (the work done, steadier than wall time on a
+shared machine), and XLA / no-XLA ratios. The load average is printed before and after,
+since the machine may be shared.
 
 Usage (from the repository root):
   .venv/bin/python bench/train_step.py [--num_steps=10 --output_size=384 --batch_size=2]
+  .venv/bin/python bench/train_step.py --model=mask_rcnn --data='data/shapes/tfrecords/train-*' \
+      [--params_override='frcnn_head: {num_convs: 4, num_fcs: 1}']
 """
 
 import os
@@ -34,14 +43,21 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from detection.configs import factory as config_factory
+from detection.configs import loader
 from detection.core.modes import PREDICT, TRAIN
 from detection.dataloader import factory as dataloader_factory
 from detection.dataloader.anchor_labeler import AnchorLabeler
 from detection.executor import learning_rates, optimizers, variable_selection
-from detection.model_fns.retinanet import RetinaNetModelFn
+from detection.model_fns import factory as model_fn_factory
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum(
+    "model", "retinanet", ["retinanet", "mask_rcnn", "cascade_mask_rcnn"], "Model type."
+)
+flags.DEFINE_string("params_override", "", "Extra params (YAML / JSON / a.b=1 form).")
+flags.DEFINE_string(
+    "data", "data/shapes/tfrecords/train-*", "Training TFRecords (with masks) for Mask R-CNN."
+)
 flags.DEFINE_integer("output_size", 384, "Network input side in pixels.")
 flags.DEFINE_integer("batch_size", 2, "Images per train step.")
 flags.DEFINE_integer("infer_batch_size", 1, "Images per inference call.")
@@ -54,20 +70,23 @@ flags.DEFINE_float(
     "postprocess.score_threshold for inference (see the module docstring).",
 )
 flags.DEFINE_integer("seed", 0, "Seed of the inputs and of the model initialization.")
+flags.DEFINE_bool("xla", True, "Also time the XLA-compiled variants (they compile for minutes).")
+
+
+def _parser_key():
+    return "retinanet_parser" if FLAGS.model == "retinanet" else "maskrcnn_parser"
 
 
 def _params(score_threshold=None):
-    params = config_factory.config_generator("retinanet")
     size = [FLAGS.output_size, FLAGS.output_size]
     override = {
-        "retinanet_parser": {"output_size": size},
-        "train": {"train_batch_size": FLAGS.batch_size},
+        _parser_key(): {"output_size": size},
+        "architecture": {"use_bfloat16": False},
+        "train": {"train_batch_size": FLAGS.batch_size, "train_file_pattern": FLAGS.data},
     }
     if score_threshold is not None:
         override["postprocess"] = {"score_threshold": score_threshold}
-    params.override(override)
-    params.validate()
-    params.lock()
+    params = loader.load_params(FLAGS.model, [], FLAGS.params_override, override)
     return params
 
 
@@ -112,10 +131,16 @@ def _labels(params, rng, batch_size):
     }
 
 
+def _pipeline_batch(params):
+    """(features, labels): one batch of the model's own training input pipeline."""
+    dataset = dataloader_factory.input_fn_from_params(params, TRAIN, deterministic=True)()
+    return next(iter(dataset))
+
+
 def _train_step(params, jit_compile):
     """A compiled `step(features, labels) -> total loss` on a freshly built model."""
     keras.utils.set_random_seed(FLAGS.seed)
-    model_fn = RetinaNetModelFn(params)
+    model_fn = model_fn_factory.model_fn_from_params(params)
     model = model_fn.build_model()
     train = params.train
     trained = list(model.trainable_variables)
@@ -140,26 +165,34 @@ def _train_step(params, jit_compile):
 
 
 def _timed(fn, args):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of this process's threads, fetched result) of one call.
+
+    On a shared machine the CPU seconds move less than the wall time: they count the work
+    done, not the waiting for a core.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn(*args)
     values = tf.nest.map_structure(lambda t: t.numpy(), result)  # waits for the step
-    return time.perf_counter() - start, values
+    return time.perf_counter() - start, time.process_time() - cpu, values
 
 
 def _run(variants):
-    """Warm-up, then alternating timed calls. Returns {name: (first, [seconds], last value)}."""
+    """Warm-up, then alternating timed calls.
+
+    Returns {name: (first, [wall seconds], [CPU seconds], last value)}.
+    """
     results = {}
     for name, fn, args in variants:
-        first, value = _timed(fn, args)
+        first, _, value = _timed(fn, args)
         for _ in range(FLAGS.warmup_steps - 1):
-            _, value = _timed(fn, args)
-        results[name] = (first, [], value)
+            _, _, value = _timed(fn, args)
+        results[name] = (first, [], [], value)
         print(f"  {name}: first call (trace + compile) {first:.1f} s", flush=True)
     for _ in range(FLAGS.num_steps):
         for name, fn, args in variants:
-            seconds, value = _timed(fn, args)
-            results[name][1].append(seconds)
-            results[name] = (results[name][0], results[name][1], value)
+            seconds, cpu, value = _timed(fn, args)
+            first, walls, cpus, _ = results[name]
+            results[name] = (first, walls + [seconds], cpus + [cpu], value)
     return results
 
 
@@ -174,13 +207,19 @@ def main(argv):
     load_before = _load()
     rng = np.random.default_rng(FLAGS.seed)
     params = _params()
-    features = _features(rng, FLAGS.batch_size)
-    labels = _labels(params, rng, FLAGS.batch_size)
-    positives = labels["num_positives"].numpy()
+    if FLAGS.model == "retinanet":
+        features = _features(rng, FLAGS.batch_size)
+        labels = _labels(params, rng, FLAGS.batch_size)
+        positives = labels["num_positives"].numpy()
+        inputs = f"{', '.join(f'{p:.0f}' for p in positives)} positive anchors per image"
+    else:
+        features, labels = _pipeline_batch(params)
+        counts = np.sum(labels["gt_classes"].numpy() > 0, axis=1)
+        inputs = f"{FLAGS.data}: {', '.join(str(c) for c in counts)} objects per image"
     infer_params = _params(FLAGS.infer_score_threshold)
     infer_features = _features(rng, FLAGS.infer_batch_size)
     keras.utils.set_random_seed(FLAGS.seed)
-    infer_fn = RetinaNetModelFn(infer_params)
+    infer_fn = model_fn_factory.model_fn_from_params(infer_params)
     infer_model = infer_fn.build_model()
 
     def predict(features):
@@ -191,47 +230,45 @@ def main(argv):
         }
 
     size = f"{FLAGS.output_size}x{FLAGS.output_size}"
+    override = f" + {FLAGS.params_override}" if FLAGS.params_override else ""
     print(
-        f"RetinaNet R50-FPN (default retinanet params), float32, CPU, {size}; "
-        f"{len(os.sched_getaffinity(0))} CPUs; train batch {FLAGS.batch_size} ({', '.join(f'{p:.0f}' for p in positives)} "
-        f"positive anchors per image), inference batch {FLAGS.infer_batch_size} "
+        f"{FLAGS.model} R50-FPN (default {params.type} params{override}), float32, CPU, {size}; "
+        f"{len(os.sched_getaffinity(0))} CPUs; train batch {FLAGS.batch_size} ({inputs}), "
+        f"inference batch {FLAGS.infer_batch_size} "
         f"(score_threshold {FLAGS.infer_score_threshold}); {FLAGS.warmup_steps} warm-up + "
         f"{FLAGS.num_steps} timed calls per variant; load average before: {load_before}",
         flush=True,
     )
-    train = _run(
-        [
-            ("train, tf.function", _train_step(params, False), (features, labels)),
-            ("train, XLA", _train_step(params, True), (features, labels)),
-        ]
-    )
-    infer = _run(
-        [
-            ("inference, tf.function", tf.function(predict), (infer_features,)),
-            ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,)),
-        ]
-    )
+    train_variants = [("train, tf.function", _train_step(params, False), (features, labels))]
+    infer_variants = [("inference, tf.function", tf.function(predict), (infer_features,))]
+    if FLAGS.xla:
+        train_variants.append(("train, XLA", _train_step(params, True), (features, labels)))
+        infer_variants.append(
+            ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,))
+        )
+    train = _run(train_variants)
+    infer = _run(infer_variants)
     results = {**train, **infer}
 
     print()
-    print(f"| {size}, float32, CPU | batch | median s | p90 s | first call s |")
-    print("|---|---:|---:|---:|---:|")
-    for name, (first, seconds, _) in results.items():
+    print(f"| {size}, float32, CPU | batch | median s | p90 s | median CPU s | first call s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (first, seconds, cpus, _) in results.items():
         batch = FLAGS.batch_size if name.startswith("train") else FLAGS.infer_batch_size
         print(
             f"| {name} | {batch} | {np.median(seconds):.3f} | "
-            f"{np.percentile(seconds, 90):.3f} | {first:.1f} |"
+            f"{np.percentile(seconds, 90):.3f} | {np.median(cpus):.3f} | {first:.1f} |"
         )
     print()
-    for kind in ("train", "inference"):
+    for kind in ("train", "inference") if FLAGS.xla else ():
         plain = np.array(results[f"{kind}, tf.function"][1])
         xla = np.array(results[f"{kind}, XLA"][1])
         print(
             f"{kind}: XLA / no-XLA = {np.median(xla) / np.median(plain):.2f} (ratio of "
             f"medians), {np.median(xla / plain):.2f} (median of paired ratios)"
         )
-    losses = {name: float(value) for name, (_, _, value) in train.items()}
-    detections = {name: int(value["num_detections"][0]) for name, (_, _, value) in infer.items()}
+    losses = {name: float(value) for name, (*_, value) in train.items()}
+    detections = {name: int(value["num_detections"][0]) for name, (*_, value) in infer.items()}
     print(f"last total loss: {losses}; detections per image: {detections}")
     print(f"load average (1, 5, 15 min) before: {load_before}; after: {_load()}")
 

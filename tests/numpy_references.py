@@ -45,3 +45,18 @@ def paste_mask(mask, box, height, width, threshold=0.5):
         + fr * fc * padded[r0 + 1, c0 + 1]
     )
     return (value >= threshold).astype(np.uint8)
+
+
+def conv_same_np(x, kernel, bias):
+    """'same' convolution of odd square kernels by brute force; x [n, h, w, c]."""
+    k = kernel.shape[0]
+    pad = k // 2
+    n, h, w, _ = x.shape
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = np.zeros((n, h, w, kernel.shape[-1]))
+    for i in range(h):
+        for j in range(w):
+            out[:, i, j] = np.tensordot(
+                xp[:, i : i + k, j : j + k], kernel, axes=([1, 2, 3], [0, 1, 2])
+            )
+    return out + bias

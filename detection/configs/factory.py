@@ -12,6 +12,10 @@ from detection.hyperparameters import ParamsDict, ParamsError
 _DEFAULTS = {
     "retinanet": (retinanet_config.RETINANET_CFG, retinanet_config.RETINANET_RESTRICTIONS),
     "mask_rcnn": (maskrcnn_config.MASKRCNN_CFG, maskrcnn_config.MASKRCNN_RESTRICTIONS),
+    "cascade_mask_rcnn": (
+        maskrcnn_config.CASCADE_MASKRCNN_CFG,
+        maskrcnn_config.MASKRCNN_RESTRICTIONS,
+    ),
     "shapemask": (shapemask_config.SHAPEMASK_CFG, shapemask_config.SHAPEMASK_RESTRICTIONS),
     "classification": (
         classification_config.CLASSIFICATION_CFG,

@@ -15,6 +15,8 @@ INERT_KEYS = {
     "architecture.space_to_depth_block_size": "the space-to-depth stem rewrite is not used; "
     "XLA lays out the stem convolution",
     "postprocess.use_batched_nms": "one static-shape NMS implementation serves every model",
+    "rpn_head.cast_to_float32": "the RPN outputs are always cast to float32 before the "
+    "proposals are decoded (what true asked for); bfloat16 proposal decoding is not offered",
     "postprocess.nms_version": "one static-shape NMS implementation serves every model",
     "roi_proposal.use_batched_nms": "one static-shape NMS implementation serves every model",
 }

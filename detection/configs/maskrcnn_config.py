@@ -1,4 +1,10 @@
-"""Default parameters of Faster / Mask R-CNN (the original framework's `mask_rcnn` config)."""
+"""Default parameters of Faster / Mask R-CNN and Cascade Mask R-CNN.
+
+`mask_rcnn` is the original framework's `mask_rcnn` config (Faster R-CNN with
+`architecture.include_mask: false`). `cascade_mask_rcnn`, the model type of the original's
+copy-paste experiment files, has the same defaults: its cascade is switched on by
+`roi_sampling.cascade_iou_thresholds` (null: one stage, which is Mask R-CNN).
+"""
 
 from detection.configs import base_config
 from detection.configs.merge import merge_dicts
@@ -93,3 +99,5 @@ MASKRCNN_RESTRICTIONS = base_config.BASE_RESTRICTIONS + [
     "roi_sampling.bg_iou_thresh_lo <= roi_sampling.bg_iou_thresh_hi",
     "mask_sampling.num_mask_samples_per_image <= roi_sampling.num_samples_per_image",
 ]
+
+CASCADE_MASKRCNN_CFG = merge_dicts(MASKRCNN_CFG, {"type": "cascade_mask_rcnn"})

@@ -6,6 +6,7 @@ and list it in `_MODEL_FNS` under its `type`.
 
 from detection.hyperparameters import registry
 from detection.model_fns.classification import ClassificationModelFn
+from detection.model_fns.maskrcnn import MaskRCNNModelFn
 from detection.model_fns.retinanet import RetinaNetModelFn
 from detection.model_fns.segmentation import SegmentationModelFn
 
@@ -13,6 +14,9 @@ _MODEL_FNS = {
     "retinanet": RetinaNetModelFn,
     "classification": ClassificationModelFn,
     "segmentation": SegmentationModelFn,
+    # One model fn: the cascade is switched on by roi_sampling.cascade_iou_thresholds.
+    "mask_rcnn": MaskRCNNModelFn,
+    "cascade_mask_rcnn": MaskRCNNModelFn,
 }
 
 

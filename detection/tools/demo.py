@@ -1,12 +1,14 @@
 """The README's main job (`make demo`): shapes dataset -> train -> COCO eval -> a picture.
 
-    python -m detection.tools.demo --model_dir runs/shapes_retinanet
+    python -m detection.tools.demo [--model mask_rcnn] [--model_dir runs/shapes_mask_rcnn]
 
 1. Generates the synthetic shapes dataset in `--data_dir` unless it is already there.
-2. Trains and evaluates the RetinaNet of `configs/shapes/retinanet.yaml` through the same
-   command-line path as `main.py --mode=train_and_eval` (resuming if interrupted).
-3. Prints the COCO box metrics of the final checkpoint.
-4. Writes `model_dir/detections.png`: val images with predicted boxes, labels and scores.
+2. Trains and evaluates the `--model` of `configs/shapes/<model>.yaml` (RetinaNet by default;
+   `mask_rcnn`, `faster_rcnn`, `cascade_mask_rcnn`) through the same command-line path as
+   `main.py --mode=train_and_eval` (resuming if interrupted).
+3. Prints the COCO box (and mask) metrics of the final checkpoint.
+4. Writes `model_dir/detections.png`: val images with predicted masks, boxes, labels and
+   scores.
 
 `--model=classification` / `--model=segmentation` do steps 1-2 with the shapes variant and
 `configs/shapes/<model>.yaml` instead, then print the final top-k accuracy / IoU metrics.
@@ -40,6 +42,9 @@ PROG = "demo"
 # --model -> the shapes dataset variant it trains on.
 _VARIANTS = {
     "retinanet": "detection",
+    "mask_rcnn": "detection",
+    "faster_rcnn": "detection",  # mask_rcnn without masks
+    "cascade_mask_rcnn": "detection",
     "classification": "classification",
     "segmentation": "segmentation",
 }
@@ -60,10 +65,15 @@ _METRIC_ROWS = [
 ]
 
 
-def format_metrics(metrics):
-    """The COCO summary table (pycocotools' layout); -1 means no object of that size."""
+def format_metrics(metrics, prefix=""):
+    """The COCO summary table (pycocotools' layout); -1 means no object of that size.
+
+    `prefix` selects the mask metrics ('mask_') of an evaluation with masks.
+    """
     return "\n".join(
-        f" {label} = {metrics[key]:.3f}" for key, label in _METRIC_ROWS if key in metrics
+        f" {label} = {metrics[prefix + key]:.3f}"
+        for key, label in _METRIC_ROWS
+        if prefix + key in metrics
     )
 
 
@@ -92,7 +102,13 @@ def draw_val_detections(argv, paths, model_dir, num_images, min_score):
         image = inference.read_image(path)
         result = detector(image)
         canvas = visualize.draw_detections(
-            image, result["boxes"], result["classes"], result["scores"], names, min_score
+            image,
+            result["boxes"],
+            result["classes"],
+            result["scores"],
+            names,
+            min_score,
+            masks=result.get("masks"),
         )
         # Upscale 128 px scenes 3x (nearest) so that labels stay readable.
         drawn.append(
@@ -181,6 +197,9 @@ def main(argv=None):
         return 0
     print(f"\nCOCO box metrics on {paths['val_annotations']} (step {step}):")
     print(format_metrics(metrics))
+    if "mask_AP" in metrics:
+        print(f"\nCOCO mask metrics (step {step}):")
+        print(format_metrics(metrics, prefix="mask_"))
     picture = draw_val_detections(cli_args, paths, args.model_dir, args.num_images, args.min_score)
     print(f"\nDetections on {args.num_images} val images: {picture}")
     return 0

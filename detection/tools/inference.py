@@ -5,7 +5,8 @@
         --output_dir=OUT
 
 Images are preprocessed exactly as in evaluation (normalize, resize keeping the aspect ratio,
-pad to the parser's `output_size`); boxes are mapped back to original pixels for drawing.
+pad to the parser's `output_size`); boxes are mapped back to original pixels for drawing, and
+instance masks (Mask R-CNN) are pasted into the original image as in COCO evaluation.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from detection.executor import checkpoints
 from detection.hyperparameters import ParamsError
 from detection.model_fns import factory as model_fn_factory
 from detection.ops import boxes as box_ops
+from detection.ops import masks as mask_ops
 from detection.tools import visualize
 
 
@@ -74,7 +76,8 @@ class Detector:
 
         Returns:
           {'boxes': [k, 4] yxyx original pixels, 'classes': [k], 'scores': [k]} NumPy arrays
-          of the k valid detections, by decreasing score.
+          of the k valid detections, by decreasing score; for a model with masks also
+          'masks': [k, h, w] uint8 {0, 1}, each box-relative mask pasted into the image.
         """
         images, image_info = self.preprocess(image)
         predictions = self._predict(images, image_info)
@@ -82,11 +85,25 @@ class Detector:
         boxes = box_ops.boxes_to_original_pixels(
             predictions["detection_boxes"][0, :count].numpy(), image_info[0].numpy()
         )
-        return {
+        result = {
             "boxes": boxes,
             "classes": predictions["detection_classes"][0, :count].numpy(),
             "scores": predictions["detection_scores"][0, :count].numpy(),
         }
+        if "detection_masks" in predictions:
+            height, width = image.shape[:2]
+            masks = predictions["detection_masks"][0, :count].numpy()
+            result["masks"] = (
+                np.stack(
+                    [
+                        mask_ops.paste_instance_mask(m, b, height, width)
+                        for m, b in zip(masks, boxes)
+                    ]
+                )
+                if count
+                else np.zeros((0, height, width), np.uint8)
+            )
+        return result
 
 
 def read_image(path):
@@ -135,7 +152,13 @@ def main(argv=None):
         image = read_image(path)
         result = detector(image)
         drawn = visualize.draw_detections(
-            image, result["boxes"], result["classes"], result["scores"], names, args.min_score
+            image,
+            result["boxes"],
+            result["classes"],
+            result["scores"],
+            names,
+            args.min_score,
+            masks=result.get("masks"),
         )
         out = os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
         Image.fromarray(drawn).save(out)

@@ -4,9 +4,11 @@
         [--config_file=F ...] [--params_override=S]
 
 Builds the network from the params (float32; the counts do not depend on the compute dtype)
-and prints, for the backbone, the feature pyramid, the head and the whole network: all and
+and prints, for the backbone, the feature pyramid, each head (RetinaNet: one; Mask R-CNN: the
+RPN, the box head of each cascade stage, the mask head) and the whole network: all and
 trainable parameters, and the multiply-accumulates of one forward pass of a batch of 1 at the
-parser's `output_size`.
+parser's `output_size` (Mask R-CNN at inference: box heads on the test proposals, the mask
+head on the detections).
 
 Units: "GMACs" are 1e9 multiply-accumulates of convolutions and matrix products (what TF Model
 Garden, torchvision and timm tables call "FLOPs"); "GFLOPs" are 2 x GMACs (one multiply and
@@ -34,7 +36,8 @@ class ComponentSummary:
     """Counts of one part of a network.
 
     Attributes:
-      name: 'backbone', 'fpn', 'head' or 'total'.
+      name: 'backbone', 'fpn', a head ('head', 'rpn head', 'box head 0', 'mask head'...) or
+        'total'.
       params: number of scalars in all weights (batch-norm moving statistics included).
       trainable_params: number of scalars in the trainable weights.
       macs: multiply-accumulates of one forward pass (convolutions and matrix products).
@@ -83,6 +86,64 @@ def _row(name, layer, macs):
     )
 
 
+def _shapes(tensors):
+    return {level: tuple(t.shape) for level, t in tensors.items()}
+
+
+def _from_zeros(layer, *shapes, **kwargs):
+    """`layer` called on zero inputs of `shapes` (each a shape or a {level: shape} dict).
+
+    The zero inputs are graph constants, so the traced graph holds exactly this layer's
+    operations (tracing folds nothing).
+    """
+
+    import tensorflow as tf
+
+    def zeros(shape):
+        if isinstance(shape, dict):
+            return {k: tf.zeros(s) for k, s in shape.items()}
+        return tf.zeros(shape)
+
+    return lambda unused: layer(*[zeros(s) for s in shapes], training=False, **kwargs)
+
+
+def _pyramid_rows(network, input_shape):
+    """Backbone and FPN rows of `network` at `input_shape`, and the FPN output shapes.
+
+    Both networks hold their parts as `network.backbone` / `network.fpn`; the static input
+    shapes of each part come from a symbolic trace (nothing runs).
+    """
+    import tensorflow as tf
+
+    from detection.modeling import flops
+
+    spec = tf.TensorSpec(input_shape, tf.float32)
+    backbone_shapes = _shapes(
+        tf.function(lambda x: network.backbone(x, training=False))
+        .get_concrete_function(spec)
+        .structured_outputs
+    )
+    fpn_shapes = _shapes(
+        tf.function(lambda x: network.fpn(network.backbone(x, training=False), training=False))
+        .get_concrete_function(spec)
+        .structured_outputs
+    )
+    backbone_macs = flops.count_macs(lambda x: network.backbone(x, training=False), input_shape)
+    fpn_macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
+    rows = (_row("backbone", network.backbone, backbone_macs), _row("fpn", network.fpn, fpn_macs))
+    return rows, fpn_shapes
+
+
+def _pyramid_description(params):
+    architecture = params.architecture
+    return (
+        f"{architecture.backbone}"
+        + (f"-{params.resnet.resnet_depth}" if architecture.backbone == "resnet" else "")
+        + f", {architecture.multilevel_features} P{architecture.min_level}-"
+        f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch)"
+    )
+
+
 def _retinanet_summary(params):
     # Heavy imports (TensorFlow, Keras) only once the flags and params are known to be valid.
     import tensorflow as tf
@@ -98,45 +159,16 @@ def _retinanet_summary(params):
     # coarsest level is still 1x1, which is much faster than an eager pass at full size.
     side = 2 ** int(params.architecture.max_level)
     network(tf.zeros([1, side, side, 3]), training=False)
-
-    def _shapes(tensors):
-        return {level: tuple(t.shape) for level, t in tensors.items()}
-
-    # Static shapes of the component inputs at the real size, from a symbolic trace.
-    spec = tf.TensorSpec(input_shape, tf.float32)
-    backbone_shapes = _shapes(
-        tf.function(lambda x: network.backbone(x, training=False))
-        .get_concrete_function(spec)
-        .structured_outputs
-    )
-    fpn_shapes = _shapes(
-        tf.function(lambda x: network.fpn(network.backbone(x, training=False), training=False))
-        .get_concrete_function(spec)
-        .structured_outputs
-    )
-
-    def _from_zeros(layer, shapes):
-        # The zero inputs are graph constants, so the traced graph holds exactly this
-        # layer's operations (tracing folds nothing).
-        return lambda unused: layer({k: tf.zeros(s) for k, s in shapes.items()}, training=False)
-
-    backbone_macs = flops.count_macs(lambda x: network.backbone(x, training=False), input_shape)
-    fpn_macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
+    pyramid, fpn_shapes = _pyramid_rows(network, input_shape)
     head_macs = flops.count_macs(_from_zeros(network.head, fpn_shapes), (1,))
     total_macs = flops.count_macs(lambda x: network(x, training=False), input_shape)
-    architecture = params.architecture
     head = params.retinanet_head
     description = (
-        f"RetinaNet: {architecture.backbone}"
-        + (f"-{params.resnet.resnet_depth}" if architecture.backbone == "resnet" else "")
-        + f", {architecture.multilevel_features} P{architecture.min_level}-"
-        f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch), head "
-        f"{head.num_convs}x{head.num_filters}, {architecture.num_classes} classes, "
+        f"RetinaNet: {_pyramid_description(params)}, head "
+        f"{head.num_convs}x{head.num_filters}, {params.architecture.num_classes} classes, "
         f"{anchors_per_location(params)} anchors/location"
     )
-    rows = (
-        _row("backbone", network.backbone, backbone_macs),
-        _row("fpn", network.fpn, fpn_macs),
+    rows = pyramid + (
         _row("head", network.head, head_macs),
         _row("total", network, total_macs),
     )
@@ -250,8 +282,83 @@ def _segmentation_summary(params):
     return _staged_summary(description, network, stages, (1, height, width, 3))
 
 
+def _maskrcnn_summary(params):
+    """Backbone, FPN, RPN head, one row per box head (cascade stage), mask head, total.
+
+    Counted at inference: each box head on `roi_proposal.test_rpn_post_nms_top_k` ROIs, the
+    mask head on `postprocess.max_total_size` detections. The total traces the whole network,
+    so it also holds the matrix products outside the heads (ROI align, proposal and
+    detection bookkeeping), which the rows above it leave out.
+    """
+    import tensorflow as tf
+
+    from detection.dataloader import factory as dataloader_factory
+    from detection.modeling import flops
+    from detection.modeling.heads.factory import anchors_per_location
+    from detection.modeling.networks import factory as network_factory
+    from detection.modeling.networks.maskrcnn_network import BOX_ROI_SIZE
+
+    height, width = (int(v) for v in params.maskrcnn_parser.output_size)
+    input_shape = (1, height, width, 3)
+    anchors = dataloader_factory.anchors_from_params(params, [height, width])
+    network = network_factory.maskrcnn_network_from_params(
+        params, anchors.unpack_labels(anchors.numpy_boxes), dtype="float32"
+    )
+    info = tf.constant([[[height, width], [height, width], [1.0, 1.0], [0.0, 0.0]]])
+
+    def forward(images):
+        return network({"images": images, "image_info": info}, training=False)
+
+    # A symbolic trace builds every variable (the inference path reaches every head) without
+    # running the network.
+    tf.function(forward).get_concrete_function(tf.TensorSpec(input_shape, tf.float32))
+    pyramid, fpn_shapes = _pyramid_rows(network, input_shape)
+    rows = list(pyramid)
+    rpn_macs = flops.count_macs(_from_zeros(network.rpn_head, fpn_shapes), (1,))
+    rows.append(_row("rpn head", network.rpn_head, rpn_macs))
+    channels = next(iter(fpn_shapes.values()))[-1]
+    num_rois = params.roi_proposal.test_rpn_post_nms_top_k
+    roi_shape = (1, num_rois, BOX_ROI_SIZE, BOX_ROI_SIZE, channels)
+    stages = len(network.box_heads)
+    for stage, head in enumerate(network.box_heads):
+        name = "box head" if stages == 1 else f"box head {stage}"
+        rows.append(_row(name, head, flops.count_macs(_from_zeros(head, roi_shape), (1,))))
+    if network.mask_head is not None:
+        side = params.architecture.mask_target_size // 2
+        detections = params.postprocess.max_total_size
+        mask_macs = flops.count_macs(
+            lambda unused: network.mask_head(
+                tf.zeros((1, detections, side, side, channels)),
+                tf.ones((1, detections), tf.int32),
+                training=False,
+            ),
+            (1,),
+        )
+        rows.append(_row("mask head", network.mask_head, mask_macs))
+    rows.append(_row("total", network, flops.count_macs(forward, input_shape)))
+    box = params.frcnn_head
+    mask = params.mrcnn_head
+    kind = "Cascade Mask R-CNN" if stages > 1 else "Mask R-CNN"
+    if network.mask_head is None:
+        kind = kind.replace("Mask", "Faster")
+    description = (
+        f"{kind}: {_pyramid_description(params)}, RPN {params.rpn_head.num_convs}x"
+        f"{params.rpn_head.num_filters} ({anchors_per_location(params, 'rpn_head')} "
+        f"anchors/location), box head {box.num_convs} conv + {box.num_fcs} fc "
+        f"({box.fc_dims})" + (f" x {stages} stages" if stages > 1 else "")
+    )
+    if network.mask_head is not None:
+        description += f", mask head {mask.num_convs}x{mask.num_filters}"
+    description += f", {params.architecture.num_classes} classes; {num_rois} ROIs per box head" + (
+        f", {params.postprocess.max_total_size} per mask head" if network.mask_head else ""
+    )
+    return ModelSummary(description=description, input_shape=input_shape, components=tuple(rows))
+
+
 _SUMMARIES = {
     "retinanet": _retinanet_summary,
+    "mask_rcnn": _maskrcnn_summary,
+    "cascade_mask_rcnn": _maskrcnn_summary,
     "classification": _classification_summary,
     "segmentation": _segmentation_summary,
 }

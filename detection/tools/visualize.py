@@ -1,4 +1,4 @@
-"""Drawing detections on images (boxes, class names, scores) and tiling images into a grid."""
+"""Drawing detections on images (masks, boxes, class names, scores) and tiling images."""
 
 import colorsys
 import csv
@@ -15,10 +15,32 @@ def _color(class_id):
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+MASK_ALPHA = 0.5
+
+
+def blend_masks(image, masks, classes, alpha=MASK_ALPHA):
+    """Tints each mask's pixels with its class colour: `(1 - alpha) * pixel + alpha * colour`.
+
+    Args:
+      image: [h, w, 3] uint8.
+      masks: [k, h, w] {0, 1} instance masks in the image's pixels.
+      classes: [k] int class ids (the colours).
+      alpha: opacity of the tint.
+
+    Returns:
+      [h, w, 3] uint8 copy; where masks overlap, the later one is on top.
+    """
+    out = np.asarray(image, np.float64).copy()
+    for mask, class_id in zip(np.asarray(masks), np.asarray(classes)):
+        inside = np.asarray(mask, bool)
+        out[inside] = (1.0 - alpha) * out[inside] + alpha * np.array(_color(int(class_id)))
+    return np.round(out).astype(np.uint8)
+
+
 def draw_detections(
-    image, boxes, classes, scores, category_names=None, min_score=0.3, line_width=2
+    image, boxes, classes, scores, category_names=None, min_score=0.3, line_width=2, masks=None
 ):
-    """Draws boxes with 'name: score' labels.
+    """Draws instance masks (tinted), then boxes with 'name: score' labels.
 
     Args:
       image: [h, w, 3] uint8.
@@ -26,11 +48,17 @@ def draw_detections(
       classes: [k] int class ids.
       scores: [k] float scores; detections below `min_score` are not drawn.
       category_names: {class_id: name}; ids without a name are drawn as numbers.
+      line_width: box outline width in pixels.
+      masks: optional [k, h, w] {0, 1} instance masks in the image's pixels.
 
     Returns:
       [h, w, 3] uint8 copy of the image with the detections drawn.
     """
-    canvas = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+    image = np.asarray(image, np.uint8)
+    if masks is not None:
+        keep = np.asarray(scores) >= min_score
+        image = blend_masks(image, np.asarray(masks)[keep], np.asarray(classes)[keep])
+    canvas = Image.fromarray(image).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     category_names = category_names or {}

@@ -47,6 +47,23 @@ def test_print_config_shows_overridden_values(config):
     assert printed["type"] == "retinanet"
 
 
+@pytest.mark.parametrize(
+    "config", ["cascade_maskrcnn_effb7_nasfpn_1280.yaml", "maskrcnn_resnet50_1024_copy_paste.yaml"]
+)
+def test_print_config_of_the_original_cascade_experiments(config):
+    # Their type key selects cascade_mask_rcnn; printing builds nothing (their EfficientNet,
+    # NAS-FPN and copy-paste settings are only parameters here).
+    result = _run(f"--config_file={CONFIGS / config}", "--print_config")
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    expected = yaml.safe_load((CONFIGS / config).read_text())
+    assert printed["type"] == "cascade_mask_rcnn"
+    assert printed["roi_sampling"] == dict(
+        printed["roi_sampling"], **expected.get("roi_sampling", {})
+    )
+    assert printed["maskrcnn_parser"]["copy_paste"] is True
+
+
 def test_print_config_other_models():
     result = _run(
         "--model=mask_rcnn", f"--config_file={CONFIGS / 'spinenet49_mrcnn.yaml'}", "--print_config"
@@ -182,15 +199,15 @@ def test_tpu_strategy_needs_tpu():
 
 def test_model_without_implementation_says_so(tmp_path):
     result = _run(
-        "--model=mask_rcnn",
+        "--model=shapemask",
         "--mode=train",
         f"--model_dir={tmp_path}",
         "--params_override=train.train_file_pattern=/nonexistent-*",
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert "model='mask_rcnn' is not implemented; available: " in result.stderr
-    assert "retinanet" in result.stderr.split("available: ")[1]
+    assert "model='shapemask' is not implemented; available: " in result.stderr
+    assert "mask_rcnn" in result.stderr.split("available: ")[1]
 
 
 def test_eval_after_training_needs_train_mode(tmp_path):

@@ -14,6 +14,7 @@ DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 NEW_KEYS = {
     "retinanet": {"nasfpn.min_level", "nasfpn.max_level"},
     "mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"},
+    "cascade_mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"},
     "shapemask": {"nasfpn.min_level", "nasfpn.max_level"},
     "classification": {"architecture.multilevel_features"},
     "segmentation": {"nasfpn.min_level", "nasfpn.max_level"},
@@ -33,9 +34,21 @@ def _flatten(tree, prefix=""):
     return flat
 
 
+# The original registered `cascade_mask_rcnn` with the `mask_rcnn` defaults (its cascade is
+# switched on by roi_sampling.cascade_iou_thresholds); only the type differs.
+DEFAULTS_FILE = {"cascade_mask_rcnn": "mask_rcnn"}
+
+
+def _original_defaults(model):
+    name = DEFAULTS_FILE.get(model, model)
+    original = yaml.safe_load((DATA / "original_defaults" / f"{name}.yaml").read_text())
+    original["type"] = model
+    return _flatten(original)
+
+
 @pytest.mark.parametrize("model", factory.MODELS)
 def test_defaults_match_original_schema(model):
-    original = _flatten(yaml.safe_load((DATA / "original_defaults" / f"{model}.yaml").read_text()))
+    original = _original_defaults(model)
     ours = _flatten(factory.config_generator(model).as_dict())
     missing = set(original) - set(ours)
     assert not missing, f"keys of the original missing here: {sorted(missing)}"
@@ -59,6 +72,8 @@ MODEL_OF_CONFIG = {
     "retinanet_nasfpn.yaml": "retinanet",
     "spinenet49_retinanet.yaml": "retinanet",
     "spinenet49_mrcnn.yaml": "mask_rcnn",
+    "cascade_maskrcnn_effb7_nasfpn_1280.yaml": "cascade_mask_rcnn",
+    "maskrcnn_resnet50_1024_copy_paste.yaml": "cascade_mask_rcnn",
     "spinenet49_classification.yaml": "classification",
 }
 

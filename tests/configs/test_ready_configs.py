@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from detection import main_lib
-from detection.configs import loader
+from detection.configs import factory, loader
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -35,7 +35,7 @@ def test_configs_found():
 @pytest.mark.parametrize("path", READY, ids=_ids(READY))
 def test_loads_strictly_and_prints(path, capsys):
     params = loader.load_params(None, [str(path)])
-    assert params.type in ("retinanet", "mask_rcnn", "shapemask", "classification", "segmentation")
+    assert params.type in factory.MODELS
     assert main_lib.run([f"--config_file={path}", "--print_config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["type"] == params.type
@@ -73,3 +73,12 @@ def test_r50_fpn_640_is_the_original_default_recipe_with_scale_jitter():
     assert ours["retinanet_parser.output_size"] == [640, 640]
     assert (ours["train.train_batch_size"], ours["train.total_steps"]) == (64, 22500)
     assert ours["train.train_file_pattern"] == "gs://<bucket>/coco/train-*"
+
+
+def test_mask_rcnn_r50_fpn_1024_is_exactly_the_original_default_recipe():
+    path = ROOT / "configs" / "mask_rcnn" / "r50_fpn_1024.yaml"
+    original = _flatten(yaml.safe_load((DATA / "original_defaults" / "mask_rcnn.yaml").read_text()))
+    ours = _flatten(loader.load_params(None, [str(path)]).as_dict())
+    differing = {key for key, value in original.items() if ours[key] != value}
+    assert differing == {"train.train_file_pattern", "eval.eval_file_pattern", "eval.val_json_file"}
+    assert ours["maskrcnn_parser.output_size"] == [1024, 1024]

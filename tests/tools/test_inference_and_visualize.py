@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import numpy_references as references
 import pytest
 import tensorflow as tf
 import yaml
@@ -299,3 +300,101 @@ def test_label_at_the_right_border_is_shifted_inside_the_image():
     # The label strip above the box starts left of the box, so the whole text is visible.
     assert changed[:30, :52].any()
     assert changed[:30, 60:].any()
+
+
+# ---------------------------------------------------------------- masks
+
+
+def test_blend_masks_tints_only_mask_pixels():
+    image = _gray(8, 8)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:5, 3:7] = 1
+    blended = visualize.blend_masks(image, mask[np.newaxis], np.array([2]), alpha=0.5)
+    color = np.array(visualize._color(2), np.float64)
+    expected = np.round(0.5 * GRAY + 0.5 * color).astype(np.uint8)
+    np.testing.assert_array_equal(blended[2:5, 3:7], np.broadcast_to(expected, (3, 4, 3)))
+    outside = np.ones((8, 8), bool)
+    outside[2:5, 3:7] = False
+    np.testing.assert_array_equal(blended[outside], image[outside])
+
+
+def test_draw_detections_with_masks_skips_low_scores():
+    image = _gray()
+    masks = np.zeros((2, 64, 64), np.uint8)
+    masks[0, 25:45, 15:35] = 1
+    masks[1, 52:60, 52:60] = 1
+    boxes = np.array([[20, 10, 50, 40], [52, 50, 62, 62]], np.float32)
+    drawn = visualize.draw_detections(
+        image, boxes, np.array([1, 2]), np.array([0.9, 0.1]), min_score=0.3, masks=masks
+    )
+    without = visualize.draw_detections(
+        image, boxes, np.array([1, 2]), np.array([0.9, 0.1]), min_score=0.3
+    )
+    changed = _changed(without, drawn)
+    # The kept detection's mask interior is tinted (its edges may carry the box outline).
+    assert changed[28:42, 18:32].all()
+    assert not changed[~masks[0].astype(bool)].any()
+
+
+MRCNN_CONFIG = {
+    "type": "mask_rcnn",
+    "architecture": {
+        "min_level": 2,
+        "max_level": 4,
+        "num_classes": 4,
+        "use_bfloat16": False,
+        "mask_target_size": 8,
+    },
+    "resnet": {"resnet_depth": 10},
+    "fpn": {"fpn_feat_dims": 16},
+    "rpn_head": {"num_filters": 16},
+    "frcnn_head": {"fc_dims": 32},
+    "mrcnn_head": {"num_convs": 1, "num_filters": 8},
+    "maskrcnn_parser": {"output_size": [64, 64], "max_num_instances": 8, "mask_crop_size": 16},
+    "roi_proposal": {"rpn_post_nms_top_k": 32, "test_rpn_post_nms_top_k": 32},
+    "roi_sampling": {"num_samples_per_image": 32},
+    "mask_sampling": {"num_mask_samples_per_image": 8},
+    "train": {"train_batch_size": 2, "total_steps": 1, "iterations_per_loop": 1},
+    "postprocess": {"max_total_size": 5, "score_threshold": 0.0},
+}
+
+
+def test_mask_rcnn_detector_pastes_masks_into_the_original_image(tiny_shapes, tmp_path):
+    config_file = tmp_path / "mrcnn.yaml"
+    config_file.write_text(yaml.safe_dump(MRCNN_CONFIG))
+    override = json.dumps({"train": {"train_file_pattern": tiny_shapes["train_file_pattern"]}})
+    params = loader.load_params(None, [str(config_file)], override)
+    model_dir = str(tmp_path / "run")
+    runner.run(
+        "train",
+        model_fn=model_fn_factory.model_fn_from_params(params),
+        params=params,
+        model_dir=model_dir,
+        strategy=tf.distribute.OneDeviceStrategy("/cpu:0"),
+    )
+    detector = inference.Detector(params, model_dir)
+    # 96 x 48: network input scale 2/3, so masks are pasted over boxes in original pixels.
+    image = np.asarray(Image.fromarray(_val_image(tiny_shapes)).resize((48, 96)))
+    result = detector(image)
+    assert len(result["boxes"]) == 5
+    assert result["masks"].shape == (5, 96, 48) and result["masks"].dtype == np.uint8
+    images, image_info = detector.preprocess(image)
+    model_fn = model_fn_factory.model_fn_from_params(params)
+    model = model_fn.build_model()
+    checkpoints.restore_model(model, detector.checkpoint_path)
+    features = {"images": images, "image_info": image_info, "source_ids": tf.zeros([1], tf.int64)}
+    predictions = model_fn(model, features, None, PREDICT)["predictions"]
+    for k in range(5):
+        box = predictions["detection_boxes"][0, k].numpy() / (2 / 3)
+        expected = references.paste_mask(predictions["detection_masks"][0, k].numpy(), box, 96, 48)
+        # Pixel centres within float error of the 0.5 threshold may round either way.
+        assert np.mean(result["masks"][k] != expected) < 0.01
+    drawn = visualize.draw_detections(
+        image,
+        result["boxes"],
+        result["classes"],
+        result["scores"],
+        min_score=0.0,
+        masks=result["masks"],
+    )
+    assert drawn.shape == image.shape

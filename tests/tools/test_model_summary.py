@@ -97,7 +97,12 @@ def test_main_prints_table(capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--model=mask_rcnn"], "model='mask_rcnn' is not implemented; available:"),
+        (["--model=shapemask"], "is not implemented; available: "),
+        (
+            ["--model=mask_rcnn", "--params_override=roi_sampling.cascade_iou_thresholds=[0.6]"],
+            "needs type cascade_mask_rcnn",
+        ),
+        (["--model=mask_rcnn", "--params_override=frcnn_head.fc_dims=0"], "frcnn_head: fc_dims"),
         (["--modle=retinanet"], "did you mean --model"),
         (["--model=retinanet", "--params_override=fpn.fpn_feat_dim=16"], "fpn_feat_dim"),
         (["--model=retinanet", "--params_override=fpn.fpn_feat_dims=0"], "fpn_feat_dims"),
@@ -168,3 +173,61 @@ def test_resnet50_classifier_at_224_matches_the_published_size():
     rows = _rows(model_summary.summarize(loader.load_params("classification")))
     assert rows["total"].params == pytest.approx(25.6e6, rel=0.01)
     assert rows["total"].gmacs == pytest.approx(4.1, rel=0.05)
+
+
+# Mask R-CNN: ResNet-10, FPN P2-P4 of 16 channels, 64x64, 3 classes; 20 test proposals, 5
+# detections, 8x8 masks (4x4 ROI features), a 1 x 8 mask head.
+MRCNN = {
+    "architecture": {"min_level": 2, "max_level": 4, "num_classes": 3, "mask_target_size": 8},
+    "resnet": {"resnet_depth": 10},
+    "fpn": {"fpn_feat_dims": 16},
+    "rpn_head": {"num_filters": 16},
+    "frcnn_head": {"fc_dims": 32},
+    "mrcnn_head": {"num_convs": 1, "num_filters": 8},
+    "maskrcnn_parser": {"output_size": [64, 64]},
+    "roi_proposal": {"test_rpn_pre_nms_top_k": 50, "test_rpn_post_nms_top_k": 20},
+    "postprocess": {"max_total_size": 5},
+}
+R, D, FC, M, S = 20, 5, 32, 8, 4  # ROIs, detections, fc dims, mask filters, ROI side
+
+
+def _mrcnn_rows(model, **extra):
+    params = loader.load_params(model, params_override=dict(MRCNN, **extra))
+    return params, _rows(model_summary.summarize(params))
+
+
+def test_mask_rcnn_heads_by_hand_and_params_equal_the_built_model():
+    params, rows = _mrcnn_rows("mask_rcnn")
+    assert list(rows) == ["backbone", "fpn", "rpn head", "box head", "mask head", "total"]
+    # RPN: a shared 3x3 conv and two 1x1 predictions (3 anchors) on P2-P4 (16, 8, 4 px).
+    pixels = 16 * 16 + 8 * 8 + 4 * 4
+    assert rows["rpn head"].macs == pixels * (9 * F * F + F * 3 + F * 12)
+    # Box head on each of R ROIs: fc6 (7 * 7 * F -> FC), fc7, class (K) and box (4 K) layers.
+    assert rows["box head"].macs == R * (7 * 7 * F * FC + FC * FC + FC * K + FC * 4 * K)
+    # Mask head on each of D detections: 3x3 conv F -> M, 2x2 stride-2 deconv, 1x1 to K
+    # class maps (choosing the detected class's map is an einsum, not counted).
+    up = 2 * S
+    assert rows["mask head"].macs == D * (S * S * 9 * F * M + S * S * M * 4 * M + up * up * M * K)
+    from detection.model_fns import factory as model_fn_factory
+
+    model = model_fn_factory.model_fn_from_params(params).build_model()
+    parts = [rows[name] for name in list(rows)[:-1]]
+    assert sum(p.params for p in parts) == rows["total"].params == model.count_params()
+    # The whole network also runs ROI align and the proposal / detection bookkeeping.
+    assert rows["total"].macs >= sum(p.macs for p in parts)
+
+
+def test_cascade_has_one_box_head_row_per_stage():
+    _, rows = _mrcnn_rows(
+        "cascade_mask_rcnn",
+        roi_sampling={"cascade_iou_thresholds": [0.6, 0.7]},
+        frcnn_head={"fc_dims": FC, "class_agnostic_bbox_pred": True},
+    )
+    assert [n for n in rows if n.startswith("box head")] == [
+        "box head 0",
+        "box head 1",
+        "box head 2",
+    ]
+    for stage in range(3):
+        # Class-agnostic: 4 box outputs instead of 4 per class.
+        assert rows[f"box head {stage}"].macs == R * (7 * 7 * F * FC + FC * FC + FC * K + FC * 4)

@@ -1,5 +1,5 @@
-"""Heads from their params sections (`retinanet_head`, `classification_head`,
-`segmentation_head`, and more as models land).
+"""Heads from their params sections (`retinanet_head`, `rpn_head`, `frcnn_head`, `mrcnn_head`,
+`classification_head`, `segmentation_head`).
 
 Each head has one `<head>_from_params(params, dtype)` builder here; heads are chosen by the
 model, not by a params key, so there is no name registry.
@@ -7,7 +7,10 @@ model, not by a params key, so there is no name registry.
 
 from detection.hyperparameters import ParamsError
 from detection.modeling.heads.classification_head import ClassificationHead
+from detection.modeling.heads.fast_rcnn_head import FastRCNNHead
+from detection.modeling.heads.mask_head import MaskHead
 from detection.modeling.heads.retinanet_head import RetinaNetHead
+from detection.modeling.heads.rpn_head import RpnHead
 from detection.modeling.heads.segmentation_head import SegmentationHead
 from detection.modeling.layers.factory import norm_activation_from_params
 
@@ -24,33 +27,10 @@ def anchors_per_location(params, head_key="retinanet_head"):
     return count
 
 
-def retinanet_head_from_params(params, dtype=None):
-    """The RetinaNet class/box head of the `retinanet_head` section."""
-    p = params.retinanet_head
+def _build(head_class, **kwargs):
+    """`head_class(**kwargs)`, a constructor's ValueError (naming the key) as a ParamsError."""
     try:
-        return RetinaNetHead(
-            min_level=params.architecture.min_level,
-            max_level=params.architecture.max_level,
-            num_classes=params.architecture.num_classes,
-            anchors_per_location=anchors_per_location(params),
-            num_convs=p.num_convs,
-            num_filters=p.num_filters,
-            use_separable_conv=p.use_separable_conv,
-            use_batch_norm=p.use_batch_norm,
-            norm_activation=norm_activation_from_params(params),
-            dtype=dtype,
-            name="retinanet_head",
-        )
-    except ValueError as error:
-        if isinstance(error, ParamsError):
-            raise
-        raise ParamsError(str(error).splitlines()[0]) from None
-
-
-def _as_params_error(build):
-    """Calls `build()`, turning a constructor's ValueError into a one-line ParamsError."""
-    try:
-        return build()
+        return head_class(**kwargs)
     except ValueError as error:
         if isinstance(error, ParamsError):
             raise
@@ -60,32 +40,103 @@ def _as_params_error(build):
 def classification_head_from_params(params, dtype=None):
     """The image classification head of the `classification_head` section."""
     p = params.classification_head
-    return _as_params_error(
-        lambda: ClassificationHead(
-            num_classes=params.architecture.num_classes,
-            endpoints_num_filters=p.endpoints_num_filters,
-            aggregation=p.aggregation,
-            dropout_rate=p.dropout_rate,
-            norm_activation=norm_activation_from_params(params),
-            dtype=dtype,
-            name="classification_head",
-        )
+    return _build(
+        ClassificationHead,
+        num_classes=params.architecture.num_classes,
+        endpoints_num_filters=p.endpoints_num_filters,
+        aggregation=p.aggregation,
+        dropout_rate=p.dropout_rate,
+        norm_activation=norm_activation_from_params(params),
+        dtype=dtype,
+        name="classification_head",
     )
 
 
 def segmentation_head_from_params(params, dtype=None):
     """The semantic segmentation head of the `segmentation_head` section."""
     p = params.segmentation_head
-    return _as_params_error(
-        lambda: SegmentationHead(
-            num_classes=params.architecture.num_classes,
-            level=p.level,
-            num_convs=p.num_convs,
-            upsample_factor=p.upsample_factor,
-            upsample_num_filters=p.upsample_num_filters,
-            use_batch_norm=p.use_batch_norm,
-            norm_activation=norm_activation_from_params(params),
-            dtype=dtype,
-            name="segmentation_head",
-        )
+    return _build(
+        SegmentationHead,
+        num_classes=params.architecture.num_classes,
+        level=p.level,
+        num_convs=p.num_convs,
+        upsample_factor=p.upsample_factor,
+        upsample_num_filters=p.upsample_num_filters,
+        use_batch_norm=p.use_batch_norm,
+        norm_activation=norm_activation_from_params(params),
+        dtype=dtype,
+        name="segmentation_head",
+    )
+
+
+def retinanet_head_from_params(params, dtype=None):
+    """The RetinaNet class/box head of the `retinanet_head` section."""
+    p = params.retinanet_head
+    return _build(
+        RetinaNetHead,
+        min_level=params.architecture.min_level,
+        max_level=params.architecture.max_level,
+        num_classes=params.architecture.num_classes,
+        anchors_per_location=anchors_per_location(params),
+        num_convs=p.num_convs,
+        num_filters=p.num_filters,
+        use_separable_conv=p.use_separable_conv,
+        use_batch_norm=p.use_batch_norm,
+        norm_activation=norm_activation_from_params(params),
+        dtype=dtype,
+        name="retinanet_head",
+    )
+
+
+def rpn_head_from_params(params, dtype=None):
+    """The region proposal head of the `rpn_head` section, over the architecture's levels."""
+    p = params.rpn_head
+    return _build(
+        RpnHead,
+        min_level=params.architecture.min_level,
+        max_level=params.architecture.max_level,
+        anchors_per_location=anchors_per_location(params, "rpn_head"),
+        num_convs=p.num_convs,
+        num_filters=p.num_filters,
+        use_separable_conv=p.use_separable_conv,
+        use_batch_norm=p.use_batch_norm,
+        norm_activation=norm_activation_from_params(params),
+        dtype=dtype,
+        name="rpn_head",
+    )
+
+
+def fast_rcnn_head_from_params(params, dtype=None, name="fast_rcnn_head"):
+    """A Fast R-CNN box head of the `frcnn_head` section (one per cascade stage)."""
+    p = params.frcnn_head
+    return _build(
+        FastRCNNHead,
+        num_classes=params.architecture.num_classes,
+        num_convs=p.num_convs,
+        num_filters=p.num_filters,
+        use_separable_conv=p.use_separable_conv,
+        num_fcs=p.num_fcs,
+        fc_dims=p.fc_dims,
+        use_batch_norm=p.use_batch_norm,
+        norm_activation=norm_activation_from_params(params),
+        class_agnostic_bbox_pred=p.class_agnostic_bbox_pred,
+        dtype=dtype,
+        name=name,
+    )
+
+
+def mask_head_from_params(params, dtype=None):
+    """The mask head of the `mrcnn_head` section."""
+    p = params.mrcnn_head
+    return _build(
+        MaskHead,
+        num_classes=params.architecture.num_classes,
+        num_convs=p.num_convs,
+        num_filters=p.num_filters,
+        use_separable_conv=p.use_separable_conv,
+        use_batch_norm=p.use_batch_norm,
+        norm_activation=norm_activation_from_params(params),
+        class_agnostic_mask_pred=p.class_agnostic_mask_pred,
+        dtype=dtype,
+        name="mask_head",
     )
