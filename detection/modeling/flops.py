@@ -3,7 +3,7 @@
 Two independent counts of the same traced graph (nothing is executed):
 
 - `count_macs`: walks the graph's ops and adds the multiply-accumulates of
-  convolutions (plain, depthwise) and matrix products from their static
+  convolutions (plain, transposed, depthwise) and matrix products from their static
   shapes. These dominate detection networks; element-wise ops (batch norm,
   activations, additions) are left out.
 - `profiler_flops`: TensorFlow's graph profiler (`float_operation`), which
@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 _CONV_OPS = ("Conv2D", "Conv3D")
+# A transposed convolution (Keras Conv2DTranspose) is the input gradient of a convolution.
+_TRANSPOSED_CONV_OPS = ("Conv2DBackpropInput",)
 _DEPTHWISE_OPS = ("DepthwiseConv2dNative",)
 _MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "BatchMatMul")
 
@@ -60,6 +62,12 @@ def _op_macs(op):
         # kernel [*spatial, c_in, c_out]; every output element sums
         # prod(spatial) * c_in products.
         return int(np.prod(out)) * int(np.prod(kernel[:-1]))
+    if op.type in _TRANSPOSED_CONV_OPS:
+        kernel = _static_shape(op.inputs[1], op)
+        values = _static_shape(op.inputs[2], op)
+        # kernel [kh, kw, c_out, c_in]: every input element spreads over kh * kw * c_out
+        # outputs.
+        return int(np.prod(values)) * int(np.prod(kernel[:-1]))
     if op.type in _DEPTHWISE_OPS:
         kernel = _static_shape(op.inputs[1], op)
         out = _static_shape(op.outputs[0], op)

@@ -174,3 +174,11 @@ def test_count_macs_on_hand_computed_layers():
     assert flops.count_macs(lambda x: inner(inner(x)[..., :4]), (1, 16, 16, 4)) == (
         8 * 8 * 5 * 36 + 4 * 4 * 5 * 36
     )
+
+
+def test_count_macs_of_a_transposed_convolution():
+    # The mask head's 2x2 stride-2 upsampling: each of the 4 x 4 x 3 input values spreads
+    # over 2 x 2 x 6 outputs.
+    deconv = keras.layers.Conv2DTranspose(6, 2, strides=2)
+    deconv(tf.zeros([1, 4, 4, 3]))
+    assert flops.count_macs(deconv, (1, 4, 4, 3)) == 4 * 4 * 3 * (2 * 2 * 6)
