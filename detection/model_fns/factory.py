@@ -6,8 +6,9 @@ and list it in `_MODEL_FNS` under its `type`.
 
 from detection.hyperparameters import registry
 from detection.model_fns.retinanet import RetinaNetModelFn
+from detection.model_fns.shapemask import ShapeMaskModelFn
 
-_MODEL_FNS = {"retinanet": RetinaNetModelFn}
+_MODEL_FNS = {"retinanet": RetinaNetModelFn, "shapemask": ShapeMaskModelFn}
 
 
 def model_fn_from_params(params):
