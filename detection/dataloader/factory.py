@@ -10,7 +10,9 @@ from detection.dataloader.input_reader import InputReader
 from detection.dataloader.maskrcnn_parser import MaskRCNNParser
 from detection.dataloader.retinanet_parser import RetinaNetParser
 from detection.dataloader.segmentation_parser import SegmentationParser
+from detection.dataloader.shapemask_parser import ShapeMaskParser
 from detection.hyperparameters import ParamsError, registry
+from detection.ops import class_splits
 from detection.ops.anchors import Anchors
 
 
@@ -46,7 +48,8 @@ def _detection_parser_args(p, params, mode, autoaugment=None):
         aug_scale_max=p.aug_scale_max,
         skip_crowd_during_training=p.skip_crowd_during_training,
         max_num_instances=p.max_num_instances,
-        regenerate_source_id=p.regenerate_source_id,
+        # Not every parser section has the key (the original's shapemask_parser lacks it).
+        regenerate_source_id=p.get("regenerate_source_id", False),
         autoaugment=autoaugment,
     )
 
@@ -82,6 +85,31 @@ def _maskrcnn_parser(params, mode):
     )
 
 
+def _shapemask_parser(params, mode):
+    p = params.shapemask_parser
+    try:
+        train_ids = class_splits.split_category_ids(
+            p.mask_train_class, "shapemask_parser.mask_train_class"
+        )
+        return ShapeMaskParser(
+            anchors=anchors_from_params(params, p.output_size),
+            match_threshold=p.match_threshold,
+            unmatched_threshold=p.unmatched_threshold,
+            use_category=p.use_category,
+            outer_box_scale=p.outer_box_scale,
+            box_jitter_scale=p.box_jitter_scale,
+            num_sampled_masks=p.num_sampled_masks,
+            mask_crop_size=p.mask_crop_size,
+            upsample_factor=p.upsample_factor,
+            mask_train_class_ids=train_ids,
+            **_detection_parser_args(p, params, mode),
+        )
+    except ParamsError:
+        raise
+    except ValueError as error:
+        raise ParamsError(str(error)) from None
+
+
 def _classification_parser(params, mode):
     p = params.classification_parser
     return ClassificationParser(
@@ -110,6 +138,7 @@ def _segmentation_parser(params, mode):
 _PARSERS = {
     "retinanet_parser": _retinanet_parser,
     "maskrcnn_parser": _maskrcnn_parser,
+    "shapemask_parser": _shapemask_parser,
     "classification_parser": _classification_parser,
     "segmentation_parser": _segmentation_parser,
 }
@@ -130,15 +159,17 @@ def input_fn_from_params(params, mode, deterministic=False):
     if mode == TRAIN:
         file_pattern, global_batch = params.train.train_file_pattern, params.train.train_batch_size
         dataset_type, key = params.train.train_dataset_type, "train.train_file_pattern"
+        type_key = "train.train_dataset_type"
     else:
         file_pattern, global_batch = params.eval.eval_file_pattern, params.eval.eval_batch_size
         dataset_type, key = params.eval.eval_dataset_type, "eval.eval_file_pattern"
+        type_key = "eval.eval_dataset_type"
     if not file_pattern:
         raise ParamsError(f"{key} is empty: set it to the TFRecord files to read")
     if dataset_type != "tfrecord":
         raise ParamsError(
-            f"dataset type {dataset_type!r} is not readable outside Google; "
-            "convert the data to TFRecords and set the dataset type to 'tfrecord'"
+            f"{type_key}={dataset_type!r}: this dataset type is not readable outside Google; "
+            f"convert the data to TFRecords and set {type_key}: tfrecord"
         )
     parser = parser_from_params(params, mode)
 

@@ -8,12 +8,7 @@ original's "the model's own metric") is resolved by the model `type` in `_CUSTOM
 
 from detection.evaluation import classification_accuracy, coco_evaluator, segmentation_iou
 from detection.hyperparameters import ParamsError, registry
-
-# The 20 PASCAL VOC classes as COCO category ids, for ShapeMask's partially supervised
-# evaluation (masks trained on one split, evaluated on the other).
-VOC_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 18, 19, 20, 21, 44, 62, 63, 64, 67, 72)
-NON_VOC_CATEGORY_IDS = tuple(c for c in range(1, 91) if c not in VOC_CATEGORY_IDS)
-_MASK_EVAL_CLASSES = {"all": None, "voc": VOC_CATEGORY_IDS, "nonvoc": NON_VOC_CATEGORY_IDS}
+from detection.ops import class_splits
 
 
 def _annotation_file(eval_params):
@@ -46,15 +41,15 @@ def _box_and_mask(eval_params):
 
 
 def _shapemask_box_and_mask(eval_params):
-    mask_eval_class = getattr(eval_params, "mask_eval_class", "all")
-    if mask_eval_class not in _MASK_EVAL_CLASSES:
-        raise ParamsError(
-            f"eval.mask_eval_class={mask_eval_class!r} is not one of "
-            f"{', '.join(sorted(_MASK_EVAL_CLASSES))}"
+    # Masks of these categories only (ShapeMask's partially supervised evaluation: masks
+    # trained on one split, evaluated on the other); boxes of every category.
+    try:
+        category_ids = class_splits.split_category_ids(
+            getattr(eval_params, "mask_eval_class", "all"), "eval.mask_eval_class"
         )
-    return _coco(
-        eval_params, include_mask=True, mask_category_ids=_MASK_EVAL_CLASSES[mask_eval_class]
-    )
+    except ValueError as error:
+        raise ParamsError(str(error)) from None
+    return _coco(eval_params, include_mask=True, mask_category_ids=category_ids)
 
 
 _EVALUATORS = {
@@ -80,7 +75,7 @@ def evaluator_from_params(params):
     """Returns the evaluator of `eval.type` configured by the `eval` section.
 
     The COCO evaluators read `use_json_file`, `val_json_file`, `per_category_metrics`, and for
-    ShapeMask `mask_eval_class` ('all', 'voc', 'nonvoc').
+    ShapeMask `mask_eval_class` ('all', 'voc', 'nonvoc', or comma-separated category ids).
 
     `customized` is top-1/top-5 accuracy for `classification` and mean IoU for `segmentation`.
 

@@ -9,6 +9,7 @@ from detection.model_fns.classification import ClassificationModelFn
 from detection.model_fns.maskrcnn import MaskRCNNModelFn
 from detection.model_fns.retinanet import RetinaNetModelFn
 from detection.model_fns.segmentation import SegmentationModelFn
+from detection.model_fns.shapemask import ShapeMaskModelFn
 
 _MODEL_FNS = {
     "retinanet": RetinaNetModelFn,
@@ -17,6 +18,7 @@ _MODEL_FNS = {
     # One model fn: the cascade is switched on by roi_sampling.cascade_iou_thresholds.
     "mask_rcnn": MaskRCNNModelFn,
     "cascade_mask_rcnn": MaskRCNNModelFn,
+    "shapemask": ShapeMaskModelFn,
 }
 
 

@@ -3,9 +3,9 @@
 Two independent counts of the same traced graph (nothing is executed):
 
 - `count_macs`: walks the graph's ops and adds the multiply-accumulates of
-  convolutions (plain, depthwise, transposed) and matrix products from their static
-  shapes. These dominate detection networks; element-wise ops (batch norm,
-  activations, additions) are left out.
+  convolutions (plain, transposed, depthwise) and matrix products (two-operand
+  einsums included) from their static shapes. These dominate detection networks;
+  element-wise ops (batch norm, activations, additions) are left out.
 - `profiler_flops`: TensorFlow's graph profiler (`float_operation`), which
   counts a multiply-accumulate as 2 FLOPs and also counts some element-wise
   ops.
@@ -25,6 +25,7 @@ _DEPTHWISE_OPS = ("DepthwiseConv2dNative",)
 # A transposed convolution is the gradient of a convolution with respect to its input.
 _TRANSPOSED_CONV_OPS = ("Conv2DBackpropInput", "Conv3DBackpropInputV2")
 _MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "BatchMatMul")
+_EINSUM_OPS = ("Einsum",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +79,25 @@ def _op_macs(op):
         transpose_a = op.get_attr("transpose_a") if op.type == "MatMul" else op.get_attr("adj_x")
         inner = a[-2] if transpose_a else a[-1]
         return int(np.prod(out)) * int(inner)
+    if op.type in _EINSUM_OPS and len(op.inputs) == 2:
+        return _einsum_macs(op)
     return 0
+
+
+def _einsum_macs(op):
+    """Products of a two-operand einsum: output elements x sizes of the summed-out labels."""
+    equation = op.get_attr("equation")
+    equation = equation.decode() if isinstance(equation, bytes) else equation
+    inputs, output = equation.replace(" ", "").split("->")
+    sizes = {}
+    for spec, tensor in zip(inputs.split(","), op.inputs):
+        shape = _static_shape(tensor, op)
+        left, _, right = spec.partition("...")
+        labels = list(left) + [None] * (len(shape) - len(left) - len(right)) + list(right)
+        sizes.update({label: size for label, size in zip(labels, shape) if label})
+    contracted = [label for label in sizes if label not in output]
+    out = _static_shape(op.outputs[0], op)
+    return int(np.prod(out)) * int(np.prod([sizes[label] for label in contracted]))
 
 
 _CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")

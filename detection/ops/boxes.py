@@ -326,3 +326,74 @@ def xywh_to_yxyx(boxes):
         ],
         axis=-1,
     )
+
+
+def jitter_boxes_with_noise(boxes, noise):
+    """Moves and rescales boxes by given noise (the deterministic part of `jitter_boxes`).
+
+    With `noise = [n_x, n_y, n_w, n_h]` (the order of the original framework's jitter), the
+    centre moves by `(n_y * height, n_x * width)` and the sides scale by `exp(n_h)`,
+    `exp(n_w)`: relative noise, so a small and a large box are disturbed alike.
+
+    Args:
+      boxes: [..., 4] yxyx.
+      noise: [..., 4] broadcastable to `boxes`.
+
+    Returns:
+      [..., 4] yxyx, not clipped.
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    check_boxes_shape(boxes)
+    noise = tf.cast(noise, boxes.dtype)
+    y_c, x_c, height, width = _centers_and_sizes(boxes)
+    x_c = x_c + noise[..., 0:1] * width
+    y_c = y_c + noise[..., 1:2] * height
+    half_w = 0.5 * width * tf.exp(noise[..., 2:3])
+    half_h = 0.5 * height * tf.exp(noise[..., 3:4])
+    return tf.concat([y_c - half_h, x_c - half_w, y_c + half_h, x_c + half_w], axis=-1)
+
+
+def jitter_boxes(boxes, noise_scale, seed=None):
+    """Boxes disturbed like noisy detections (ShapeMask's `box_jitter_scale`).
+
+    The noise is normal with standard deviation `noise_scale` (0.025 in the original's
+    defaults); see `jitter_boxes_with_noise` for how it moves the boxes.
+
+    Args:
+      boxes: [..., 4] yxyx with a static shape.
+      noise_scale: float >= 0.
+      seed: optional op seed.
+
+    Returns:
+      [..., 4] yxyx, not clipped.
+    """
+    if noise_scale < 0.0:
+        raise ValueError(f"box jitter noise_scale must be >= 0, got {noise_scale}.")
+    boxes = tf.convert_to_tensor(boxes)
+    noise = tf.random.normal(tf.shape(boxes), stddev=noise_scale, dtype=boxes.dtype, seed=seed)
+    return jitter_boxes_with_noise(boxes, noise)
+
+
+def outer_boxes(boxes, scale, image_shape):
+    """Boxes grown by `scale` about their centres, clipped to the image (ShapeMask's outer boxes).
+
+    ShapeMask predicts each mask over such a box, so a mask can reach past a slightly too
+    small detection box.
+
+    Args:
+      boxes: [..., 4] yxyx.
+      scale: float >= 1 (`outer_box_scale`), the factor on height and width.
+      image_shape: as in `clip_boxes`.
+
+    Returns:
+      [..., 4] yxyx inside `[0, height] x [0, width]`.
+    """
+    if scale < 1.0:
+        raise ValueError(f"outer_box_scale must be >= 1, got {scale}.")
+    boxes = tf.convert_to_tensor(boxes)
+    check_boxes_shape(boxes)
+    y_c, x_c, height, width = _centers_and_sizes(boxes)
+    half_h = 0.5 * scale * height
+    half_w = 0.5 * scale * width
+    grown = tf.concat([y_c - half_h, x_c - half_w, y_c + half_h, x_c + half_w], axis=-1)
+    return clip_boxes(grown, image_shape)

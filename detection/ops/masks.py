@@ -2,12 +2,14 @@
 
 - `crop_and_resize_masks` (TensorFlow, static output size): the box-relative crop of each
   instance mask (Mask R-CNN's parser).
+- `resample_box_masks` (TensorFlow, static shapes): masks that tile one box, resampled over
+  another (ShapeMask's shape priors moved into the outer box).
 - `roi_mask_targets` (TensorFlow, static shapes): the mask head's training target of each
   sampled ROI, resampled from its matched groundtruth crop.
 - `paste_instance_mask` (NumPy, on the host): a predicted box-relative soft mask back into a
   full-image binary mask (COCO mask evaluation, drawing).
 
-Both use the same geometry: cell i of an S x S mask over box [y0, y1] has its centre at
+All use the same geometry: cell i of an S x S mask over box [y0, y1] has its centre at
 `y0 + (i + 0.5) * (y1 - y0) / S`, in continuous pixel coordinates where pixel k spans [k, k+1).
 """
 
@@ -80,14 +82,56 @@ def _cell_weights(low, high, box_low, box_high, cells, size):
     return tf.nn.relu(1.0 - tf.abs(coords[..., tf.newaxis] - tf.range(cells, dtype=tf.float32)))
 
 
+def resample_box_masks(masks, boxes, target_boxes, output_size):
+    """Masks that tile `boxes`, resampled over `target_boxes` (zero outside their box).
+
+    Output cell (i, j) of instance k is the bilinear sample, at the cell's centre inside
+    `target_boxes[k]`, of `masks[k]`, whose cells tile `boxes[k]` with the geometry of
+    `crop_and_resize_masks` (cell centres at `y0 + (i + 0.5) * (y1 - y0) / S`). Outside its box
+    a mask is 0 (it fades to 0 over the half cell past its border). ShapeMask moves its shape
+    priors from the tight detection box into the outer box this way.
+
+    Args:
+      masks: [b, K, S_h, S_w] values over `boxes`.
+      boxes: [b, K, 4] the boxes the masks tile (any pixel frame).
+      target_boxes: [b, K, 4] the boxes to sample, same frame.
+      output_size: int, the side of the output.
+
+    Returns:
+      [b, K, output_size, output_size] float32.
+    """
+    output_size = int(output_size)
+    masks = tf.cast(masks, tf.float32)
+    boxes = tf.cast(boxes, tf.float32)
+    target_boxes = tf.cast(target_boxes, tf.float32)
+    if masks.shape.rank != 4:
+        raise ValueError(f"masks must be [batch, K, S_h, S_w], got {masks.shape}.")
+    rows = _cell_weights(
+        target_boxes[..., 0],
+        target_boxes[..., 2],
+        boxes[..., 0],
+        boxes[..., 2],
+        masks.shape[2],
+        output_size,
+    )
+    cols = _cell_weights(
+        target_boxes[..., 1],
+        target_boxes[..., 3],
+        boxes[..., 1],
+        boxes[..., 3],
+        masks.shape[3],
+        output_size,
+    )
+    # Bilinear sampling is separable: rows then columns, two small batched matrix products.
+    return tf.einsum("bkiy,bkyx,bkjx->bkij", rows, masks, cols)
+
+
 def roi_mask_targets(gt_masks, gt_boxes, rois, matched_gt_indices, output_size):
     """Mask targets of sampled ROIs, cut from their matched groundtruth mask crops.
 
-    Output cell (i, j) of ROI k is the bilinear sample, at the cell's centre, of the crop of
-    groundtruth row `matched_gt_indices[k]`, whose cells tile its box with the geometry of
-    `crop_and_resize_masks` (cell centres at `y0 + (i + 0.5) * (y1 - y0) / S`). Outside the box
-    the mask is 0 (the crop fades to 0 over the half cell past its border). Targets stay soft
-    values in [0, 1], as in the original framework (no binarisation).
+    Output cell (i, j) of ROI k is `resample_box_masks` of the crop of groundtruth row
+    `matched_gt_indices[k]` (which tiles its box) over the ROI. Targets stay soft values in
+    [0, 1], as in the original framework (no binarisation).
 
     Args:
       gt_masks: [b, M, S_h, S_w] box-relative crops in [0, 1] (the parser's `gt_masks`).
@@ -99,25 +143,15 @@ def roi_mask_targets(gt_masks, gt_boxes, rois, matched_gt_indices, output_size):
     Returns:
       [b, K, output_size, output_size] float32; all zero where the index is -1.
     """
-    output_size = int(output_size)
     gt_masks = tf.cast(gt_masks, tf.float32)
-    gt_boxes = tf.cast(gt_boxes, tf.float32)
-    rois = tf.cast(rois, tf.float32)
     indices = tf.cast(matched_gt_indices, tf.int32)
     if gt_masks.shape.rank != 4:
         raise ValueError(f"gt_masks must be [batch, M, S_h, S_w], got {gt_masks.shape}.")
     valid = indices >= 0
     safe = tf.maximum(indices, 0)
     masks = tf.gather(gt_masks, safe, batch_dims=1)  # [b, K, S_h, S_w]
-    boxes = tf.gather(gt_boxes, safe, batch_dims=1)  # [b, K, 4]
-    rows = _cell_weights(
-        rois[..., 0], rois[..., 2], boxes[..., 0], boxes[..., 2], gt_masks.shape[2], output_size
-    )
-    cols = _cell_weights(
-        rois[..., 1], rois[..., 3], boxes[..., 1], boxes[..., 3], gt_masks.shape[3], output_size
-    )
-    # Bilinear sampling is separable: rows then columns, two small batched matrix products.
-    targets = tf.einsum("bkiy,bkyx,bkjx->bkij", rows, masks, cols)
+    boxes = tf.gather(tf.cast(gt_boxes, tf.float32), safe, batch_dims=1)  # [b, K, 4]
+    targets = resample_box_masks(masks, boxes, rois, output_size)
     return tf.where(valid[..., tf.newaxis, tf.newaxis], targets, 0.0)
 
 

@@ -355,12 +355,115 @@ def _maskrcnn_summary(params):
     return ModelSummary(description=description, input_shape=input_shape, components=tuple(rows))
 
 
+def _shapemask_summary(params):
+    """RetinaNet's rows plus the shape prior, coarse and fine mask heads, at inference.
+
+    The mask heads are counted on `postprocess.max_total_size` detections; the total traces the
+    whole inference (network, detection generator, mask branch). The shape priors are constants
+    (the prior file), not parameters.
+    """
+    import tensorflow as tf
+
+    from detection.model_fns.retinanet_detector import RetinaNetDetector
+    from detection.modeling import flops
+    from detection.modeling.heads.factory import anchors_per_location
+    from detection.modeling.networks import factory as network_factory
+    from detection.ops import boxes as box_ops
+
+    height, width = (int(v) for v in params.shapemask_parser.output_size)
+    input_shape = (1, height, width, 3)
+    network = network_factory.shapemask_network_from_params(params, dtype="float32")
+    side = 2 ** int(params.architecture.max_level)
+    outputs = network(tf.zeros([1, side, side, 3]), training=False)
+    box = tf.constant([[[0.0, 0.0, side / 2, side / 2]]])
+    network.mask_outputs(outputs["fpn_features"], box, box, tf.ones([1, 1], tf.int32))
+
+    spec = tf.TensorSpec(input_shape, tf.float32)
+    backbone_shapes = {
+        level: tuple(t.shape)
+        for level, t in tf.function(lambda x: network.backbone(x, training=False))
+        .get_concrete_function(spec)
+        .structured_outputs.items()
+    }
+    fpn_shapes = {
+        level: tuple(t.shape)
+        for level, t in tf.function(lambda x: network.pyramid_features(x, training=False))
+        .get_concrete_function(spec)
+        .structured_outputs.items()
+    }
+
+    def zeros(shapes):
+        return {k: tf.zeros(s) for k, s in shapes.items()}
+
+    detections = int(params.postprocess.max_total_size)
+    crop = int(params.shapemask_head.mask_crop_size)
+    channels = int(params.shapemask_head.num_downsample_channels)
+    boxes = tf.zeros([1, detections, 4])
+    classes = tf.ones([1, detections], tf.int32)
+    instance = tf.zeros([1, detections, crop, crop, channels])
+    masks = tf.zeros([1, detections, crop, crop])
+    head_calls = (
+        ("backbone", network.backbone, lambda: network.backbone(tf.zeros(input_shape))),
+        ("fpn", network.fpn, lambda: network.fpn(zeros(backbone_shapes))),
+        ("head", network.head, lambda: network.head(zeros(fpn_shapes))),
+        (
+            "shape prior head",
+            network.shape_prior_head,
+            lambda: network.shape_prior_head(zeros(fpn_shapes), boxes, boxes, classes),
+        ),
+        (
+            "coarse mask head",
+            network.coarse_mask_head,
+            lambda: network.coarse_mask_head(instance, masks, classes),
+        ),
+        (
+            "fine mask head",
+            network.fine_mask_head,
+            lambda: network.fine_mask_head(instance, masks, classes),
+        ),
+    )
+    # The zero inputs are graph constants: each trace holds exactly one part's operations.
+    rows = [
+        _row(name, layer, flops.count_macs(lambda unused, call=call: call(), (1,)))
+        for name, layer, call in head_calls
+    ]
+    detector = RetinaNetDetector(params, [height, width])
+    scale = float(params.architecture.outer_box_scale)
+
+    def inference(images):
+        outputs = network(images, training=False)
+        info = tf.constant([[[height, width], [height, width], [1.0, 1.0], [0.0, 0.0]]])
+        found = detector.detections(outputs, info)
+        outer = box_ops.outer_boxes(found["detection_boxes"], scale, [height, width])
+        return network.mask_outputs(
+            outputs["fpn_features"], found["detection_boxes"], outer, found["detection_classes"]
+        )
+
+    rows.append(_row("total", network, flops.count_macs(inference, input_shape)))
+    architecture = params.architecture
+    head = params.retinanet_head
+    mask = params.shapemask_head
+    description = (
+        f"ShapeMask: {architecture.backbone}"
+        + (f"-{params.resnet.resnet_depth}" if architecture.backbone == "resnet" else "")
+        + f", {architecture.multilevel_features} P{architecture.min_level}-"
+        f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch), RetinaNet head "
+        f"{head.num_convs}x{head.num_filters} ({anchors_per_location(params)} anchors/location), "
+        f"mask heads {mask.num_convs}x{mask.num_downsample_channels} at {crop}x{crop} "
+        f"(fine x{mask.upsample_factor}), {network.shape_prior_head.num_clusters} shape "
+        f"prior(s) per class, {architecture.num_classes} classes; mask heads on {detections} "
+        "detections"
+    )
+    return ModelSummary(description=description, input_shape=input_shape, components=tuple(rows))
+
+
 _SUMMARIES = {
     "retinanet": _retinanet_summary,
     "mask_rcnn": _maskrcnn_summary,
     "cascade_mask_rcnn": _maskrcnn_summary,
     "classification": _classification_summary,
     "segmentation": _segmentation_summary,
+    "shapemask": _shapemask_summary,
 }
 
 

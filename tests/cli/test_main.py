@@ -197,17 +197,11 @@ def test_tpu_strategy_needs_tpu():
     )
 
 
-def test_model_without_implementation_says_so(tmp_path):
-    result = _run(
-        "--model=shapemask",
-        "--mode=train",
-        f"--model_dir={tmp_path}",
-        "--params_override=train.train_file_pattern=/nonexistent-*",
-    )
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "model='shapemask' is not implemented; available: " in result.stderr
-    assert "mask_rcnn" in result.stderr.split("available: ")[1]
+def test_every_configured_model_has_a_model_fn():
+    from detection.configs import factory as config_factory
+    from detection.model_fns import factory as model_fn_factory
+
+    assert sorted(model_fn_factory._MODEL_FNS) == sorted(config_factory.MODELS)
 
 
 def test_eval_after_training_needs_train_mode(tmp_path):

@@ -36,7 +36,7 @@ def tiny_params(paths, **override):
         },
         "eval": {
             "eval_batch_size": BATCH,
-            "eval_samples": None,
+            "eval_samples": 8,  # the whole tiny val split
             "eval_file_pattern": paths["val_file_pattern"],
         },
     }

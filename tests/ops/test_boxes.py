@@ -198,3 +198,67 @@ def test_mapping_between_original_and_network_input_pixels_by_hand():
 def test_last_dimension_must_be_4(fn):
     with pytest.raises(ValueError, match="last dimension 4"):
         fn(np.zeros((3, 5), np.float32))
+
+
+def _np_jitter(box, noise):
+    """ShapeMask's jitter by hand: centre + noise * size, size * exp(noise)."""
+    ymin, xmin, ymax, xmax = (float(v) for v in box)
+    n_x, n_y, n_w, n_h = (float(v) for v in noise)
+    height, width = ymax - ymin, xmax - xmin
+    y_c = (ymin + ymax) / 2 + n_y * height
+    x_c = (xmin + xmax) / 2 + n_x * width
+    height, width = height * math.exp(n_h), width * math.exp(n_w)
+    return [y_c - height / 2, x_c - width / 2, y_c + height / 2, x_c + width / 2]
+
+
+def test_jitter_boxes_with_noise_matches_numpy():
+    rng = np.random.default_rng(5)
+    boxes = _random_boxes(rng, (3, 4))
+    noise = rng.normal(0, 0.1, size=(3, 4, 4)).astype(np.float32)
+    got = box_ops.jitter_boxes_with_noise(boxes, noise).numpy()
+    want = [[_np_jitter(b, n) for b, n in zip(row_b, row_n)] for row_b, row_n in zip(boxes, noise)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        box_ops.jitter_boxes_with_noise(boxes, np.zeros(4)), boxes, rtol=1e-6, atol=1e-5
+    )
+
+
+def test_jitter_boxes_noise_statistics():
+    """Recover the drawn noise from the jittered boxes: normal with the requested stddev."""
+    boxes = np.tile(np.float32([[10, 20, 50, 100]]), (20000, 1))
+    jittered = box_ops.jitter_boxes(tf.constant(boxes), 0.025, seed=1).numpy().astype(np.float64)
+    height, width = 40.0, 80.0
+    noise = np.stack(
+        [
+            ((jittered[:, 1] + jittered[:, 3]) / 2 - 60.0) / width,
+            ((jittered[:, 0] + jittered[:, 2]) / 2 - 30.0) / height,
+            np.log((jittered[:, 3] - jittered[:, 1]) / width),
+            np.log((jittered[:, 2] - jittered[:, 0]) / height),
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(noise.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(noise.std(axis=0), 0.025, rtol=0.03)
+    assert np.all(box_ops.jitter_boxes(tf.constant(boxes), 0.0).numpy() == boxes)
+    with pytest.raises(ValueError, match="noise_scale"):
+        box_ops.jitter_boxes(boxes, -0.1)
+
+
+def test_outer_boxes_match_numpy_and_clip():
+    rng = np.random.default_rng(6)
+    boxes = _random_boxes(rng, (2, 5))
+    got = box_ops.outer_boxes(boxes, 1.25, (64, 48)).numpy()
+    for box, out in zip(boxes.reshape(-1, 4), got.reshape(-1, 4)):
+        y_c, x_c = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half_h, half_w = 1.25 * (box[2] - box[0]) / 2, 1.25 * (box[3] - box[1]) / 2
+        want = np.clip(
+            [y_c - half_h, x_c - half_w, y_c + half_h, x_c + half_w], 0, [64, 48, 64, 48]
+        )
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        box_ops.outer_boxes(boxes, 1.0, (64, 64)), np.minimum(boxes, 64), atol=1e-5
+    )
+    xla = tf.function(lambda b: box_ops.outer_boxes(b, 1.25, (64, 48)), jit_compile=True)
+    np.testing.assert_allclose(xla(boxes), got, atol=1e-5)
+    with pytest.raises(ValueError, match="outer_box_scale"):
+        box_ops.outer_boxes(boxes, 0.9, (64, 64))

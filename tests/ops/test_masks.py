@@ -152,3 +152,28 @@ def test_roi_mask_targets_of_a_full_crop():
     # The third ROI's left half lies left of the box (crop cells of 2 px; columns 0-3 at x < 19).
     np.testing.assert_allclose(got[0, 2, :, :4], 0.0, atol=1e-6)
     np.testing.assert_allclose(got[0, 2, :, 4:], 1.0, atol=1e-6)
+
+
+def test_resample_box_masks_matches_per_cell_reference():
+    """ShapeMask's prior move: masks over tight boxes resampled into their outer boxes."""
+    rng = np.random.default_rng(4)
+    masks = rng.uniform(size=(2, 3, 8, 8)).astype(np.float32)
+    boxes = np.float32(
+        [
+            [[10, 10, 40, 50], [5, 20, 30, 60], [0, 0, 8, 8]],
+            [[20, 30, 50, 35], [1, 1, 9, 9], [3, 4, 5, 6]],
+        ]
+    )
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    half = (boxes[..., 2:] - boxes[..., :2]) * 1.25 / 2
+    outer = np.concatenate([centre - half, centre + half], axis=-1)
+    got = mask_ops.resample_box_masks(masks, boxes, outer, 12).numpy()
+    assert got.shape == (2, 3, 12, 12)
+    for b in range(2):
+        for k in range(3):
+            want = _np_roi_target(masks[b, k], boxes[b, k], outer[b, k], 12)
+            np.testing.assert_allclose(got[b, k], want, atol=1e-5)
+    # Inside its own box a mask comes back unchanged (cell centres coincide).
+    np.testing.assert_allclose(
+        mask_ops.resample_box_masks(masks, boxes, boxes, 8), masks, atol=1e-5
+    )

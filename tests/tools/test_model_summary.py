@@ -97,7 +97,6 @@ def test_main_prints_table(capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--model=shapemask"], "is not implemented; available: "),
         (
             ["--model=mask_rcnn", "--params_override=roi_sampling.cascade_iou_thresholds=[0.6]"],
             "needs type cascade_mask_rcnn",
@@ -205,9 +204,11 @@ def test_mask_rcnn_heads_by_hand_and_params_equal_the_built_model():
     # Box head on each of R ROIs: fc6 (7 * 7 * F -> FC), fc7, class (K) and box (4 K) layers.
     assert rows["box head"].macs == R * (7 * 7 * F * FC + FC * FC + FC * K + FC * 4 * K)
     # Mask head on each of D detections: 3x3 conv F -> M, 2x2 stride-2 deconv, 1x1 to K
-    # class maps (choosing the detected class's map is an einsum, not counted).
+    # class maps, and choosing the detected class's map (an einsum with a one-hot over K).
     up = 2 * S
-    assert rows["mask head"].macs == D * (S * S * 9 * F * M + S * S * M * 4 * M + up * up * M * K)
+    assert rows["mask head"].macs == D * (
+        S * S * 9 * F * M + S * S * M * 4 * M + up * up * M * K + up * up * K
+    )
     from detection.model_fns import factory as model_fn_factory
 
     model = model_fn_factory.model_fn_from_params(params).build_model()

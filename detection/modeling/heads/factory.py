@@ -1,17 +1,23 @@
 """Heads from their params sections (`retinanet_head`, `rpn_head`, `frcnn_head`, `mrcnn_head`,
-`classification_head`, `segmentation_head`).
+`shapemask_head`, `classification_head`, `segmentation_head`).
 
 Each head has one `<head>_from_params(params, dtype)` builder here; heads are chosen by the
 model, not by a params key, so there is no name registry.
 """
 
+import numpy as np
+import tensorflow as tf
+
 from detection.hyperparameters import ParamsError
 from detection.modeling.heads.classification_head import ClassificationHead
+from detection.modeling.heads.coarse_mask_head import CoarseMaskHead
 from detection.modeling.heads.fast_rcnn_head import FastRCNNHead
+from detection.modeling.heads.fine_mask_head import FineMaskHead
 from detection.modeling.heads.mask_head import MaskHead
 from detection.modeling.heads.retinanet_head import RetinaNetHead
 from detection.modeling.heads.rpn_head import RpnHead
 from detection.modeling.heads.segmentation_head import SegmentationHead
+from detection.modeling.heads.shape_prior_head import ShapePriorHead
 from detection.modeling.layers.factory import norm_activation_from_params
 
 
@@ -140,3 +146,102 @@ def mask_head_from_params(params, dtype=None):
         dtype=dtype,
         name="mask_head",
     )
+
+
+def load_shape_priors(path):
+    """The shape prior array of `shapemask_head.shape_prior_path` (a .npy file), or None if ''.
+
+    Raises:
+      ParamsError: the file cannot be read as a NumPy array (the message names the path).
+    """
+    if not path:
+        return None
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return np.load(f, allow_pickle=False)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ParamsError(
+            f"shapemask_head.shape_prior_path={path!r}: cannot read a .npy array ({reason}); "
+            "make one with python -m detection.tools.make_shape_priors"
+        ) from None
+
+
+def _shapemask_head_args(params):
+    p = params.shapemask_head
+    return dict(
+        num_classes=params.architecture.num_classes,
+        num_downsample_channels=p.num_downsample_channels,
+        use_category_for_mask=p.use_category_for_mask,
+    )
+
+
+def shape_prior_head_from_params(params, dtype=None):
+    """ShapeMask's shape prior head (`shapemask_head`, priors from `shape_prior_path`).
+
+    Instance features are read from FPN levels `shapemask_parser.mask_min_level` to
+    `mask_max_level`, which must lie within the architecture's levels.
+    """
+    parser = params.shapemask_parser
+    architecture = params.architecture
+    if not (
+        architecture.min_level
+        <= parser.mask_min_level
+        <= parser.mask_max_level
+        <= architecture.max_level
+    ):
+        raise ParamsError(
+            f"shapemask_parser.mask_min_level={parser.mask_min_level} and mask_max_level="
+            f"{parser.mask_max_level} must lie within architecture.min_level="
+            f"{architecture.min_level} .. max_level={architecture.max_level}"
+        )
+    priors = load_shape_priors(params.shapemask_head.shape_prior_path)
+    try:
+        return ShapePriorHead(
+            mask_crop_size=params.shapemask_head.mask_crop_size,
+            shape_priors=priors,
+            min_level=parser.mask_min_level,
+            max_level=parser.mask_max_level,
+            dtype=dtype,
+            **_shapemask_head_args(params),
+        )
+    except ValueError as error:
+        if isinstance(error, ParamsError):
+            raise
+        message = str(error).splitlines()[0]
+        if priors is not None and "shape priors" in message:
+            message += (
+                f" in shapemask_head.shape_prior_path={params.shapemask_head.shape_prior_path!r}"
+            )
+        raise ParamsError(message) from None
+
+
+def coarse_mask_head_from_params(params, dtype=None):
+    """ShapeMask's coarse mask head (`shapemask_head`)."""
+    try:
+        return CoarseMaskHead(
+            num_convs=params.shapemask_head.num_convs,
+            norm_activation=norm_activation_from_params(params),
+            dtype=dtype,
+            **_shapemask_head_args(params),
+        )
+    except ValueError as error:
+        if isinstance(error, ParamsError):
+            raise
+        raise ParamsError(f"shapemask_head: {str(error).splitlines()[0]}") from None
+
+
+def fine_mask_head_from_params(params, dtype=None):
+    """ShapeMask's fine mask head (`shapemask_head`)."""
+    try:
+        return FineMaskHead(
+            num_convs=params.shapemask_head.num_convs,
+            upsample_factor=params.shapemask_head.upsample_factor,
+            norm_activation=norm_activation_from_params(params),
+            dtype=dtype,
+            **_shapemask_head_args(params),
+        )
+    except ValueError as error:
+        if isinstance(error, ParamsError):
+            raise
+        raise ParamsError(f"shapemask_head: {str(error).splitlines()[0]}") from None

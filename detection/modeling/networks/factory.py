@@ -5,11 +5,14 @@ from detection.modeling.backbones.factory import backbone_from_params
 from detection.modeling.decoders.factory import decoder_from_params
 from detection.modeling.heads.factory import (
     classification_head_from_params,
+    coarse_mask_head_from_params,
     fast_rcnn_head_from_params,
+    fine_mask_head_from_params,
     mask_head_from_params,
     retinanet_head_from_params,
     rpn_head_from_params,
     segmentation_head_from_params,
+    shape_prior_head_from_params,
 )
 from detection.modeling.layers.aspp import Aspp
 from detection.modeling.layers.factory import norm_activation_from_params
@@ -21,6 +24,7 @@ from detection.modeling.networks.maskrcnn_network import (
 )
 from detection.modeling.networks.retinanet_network import RetinaNetNetwork
 from detection.modeling.networks.segmentation_network import SegmentationNetwork
+from detection.modeling.networks.shapemask_network import ShapeMaskNetwork
 from detection.ops.postprocess import FastRCNNDetectionGenerator
 
 
@@ -182,3 +186,16 @@ def maskrcnn_network_from_params(params, anchor_boxes, dtype=None):
         if isinstance(error, ParamsError):
             raise
         raise ParamsError(str(error).splitlines()[0]) from None
+
+
+def shapemask_network_from_params(params, dtype=None):
+    """RetinaNet's backbone, decoder and head plus ShapeMask's three mask heads."""
+    return ShapeMaskNetwork(
+        backbone_from_params(params, dtype),
+        decoder_from_params(params, dtype),
+        retinanet_head_from_params(params, dtype),
+        shape_prior_head_from_params(params, dtype),
+        coarse_mask_head_from_params(params, dtype),
+        fine_mask_head_from_params(params, dtype),
+        dtype=dtype,
+    )

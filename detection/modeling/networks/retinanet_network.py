@@ -32,12 +32,21 @@ class RetinaNetNetwork(keras.Model):
         self.fpn = fpn
         self.head = head
 
-    def call(self, images, training=None):
+    def pyramid_features(self, images, training=None):
+        """`images [batch, H, W, 3]` -> the head's input `{'3': [batch, h_3, w_3, c], ...}`
+        (compute dtype)."""
         features = self.backbone(images, training=training)
         if self.fpn is not None:
             features = self.fpn(features, training=training)
+        return features
+
+    def head_outputs(self, features, training=None):
+        """The head on pyramid features: `{'class_outputs': ..., 'box_outputs': ...}`, float32."""
         class_outputs, box_outputs = self.head(features, training=training)
         return {
             "class_outputs": {k: keras.ops.cast(v, "float32") for k, v in class_outputs.items()},
             "box_outputs": {k: keras.ops.cast(v, "float32") for k, v in box_outputs.items()},
         }
+
+    def call(self, images, training=None):
+        return self.head_outputs(self.pyramid_features(images, training), training)
