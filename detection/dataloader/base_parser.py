@@ -1,7 +1,8 @@
 """The detection input path every detection parser shares; each model adds only its targets.
 
     serialized tf.Example -> decode -> class-id check
-      train: skip crowds -> augmentation policy -> normalize -> flip (image, boxes, masks)
+      train: skip crowds -> augmentation policy (image, boxes, masks; `aug_policy`)
+             -> normalize -> flip (image, boxes, masks)
              -> scale jitter + random crop -> resize/pad to `output_size`
              -> boxes to network-input pixels, clipped, empty ones dropped
       eval:  normalize -> resize/pad -> boxes mapped as above
@@ -118,8 +119,11 @@ class DetectionParser:
           max_num_instances: the padded number of groundtruth instances.
           include_mask: decode instance masks (training only).
           regenerate_source_id: hash the encoded image into a source_id.
-          autoaugment: optional callable (uint8 image [h, w, 3], normalized boxes [n, 4]) ->
-            (image, boxes) applied before the other training augmentations.
+          autoaugment: optional augmentation policy applied before the other training
+            augmentations: a callable `(uint8 image [h, w, 3], normalized boxes [n, 4],
+            masks [n, h, w] or None) -> (image, boxes [m, 4], masks, indices [m])` (an
+            `augment.autoaugment` policy or `RandAugment.augment_detection`); the classes of
+            the boxes it keeps are gathered with `indices`, masks move with its geometric ops.
         """
         self._output_size = [int(output_size[0]), int(output_size[1])]
         self._num_classes = num_classes
@@ -176,7 +180,8 @@ class DetectionParser:
                 masks = tf.gather(masks, keep)
         image = decoded["image"]
         if self._autoaugment is not None:
-            image, boxes = self._autoaugment(image, boxes)
+            image, boxes, masks, indices = self._autoaugment(image, boxes, masks)
+            classes = tf.gather(classes, indices)
         image = preprocess_ops.normalize_image(image)
         if self._aug_rand_hflip:
             image, boxes, masks = preprocess_ops.random_horizontal_flip(image, boxes, masks)

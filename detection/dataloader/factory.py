@@ -5,6 +5,7 @@ builder `_name(params, mode)` below and list it in `_PARSERS` under its `archite
 """
 
 from detection.core.modes import TRAIN
+from detection.dataloader.augment import factory as augment_factory
 from detection.dataloader.classification_parser import ClassificationParser
 from detection.dataloader.input_reader import InputReader
 from detection.dataloader.maskrcnn_parser import MaskRCNNParser
@@ -25,28 +26,26 @@ def anchors_from_params(params, output_size):
     )
 
 
-def _autoaugment_from_policy(policy, parser_name):
-    if policy:
-        raise ParamsError(
-            f"{parser_name}.aug_policy={policy!r}: AutoAugment policies are not "
-            "implemented yet; leave it ''"
-        )
-    return None
+def _detection_parser_args(p, params, mode, section_name):
+    """The `DetectionParser` arguments shared by the detection parsers' sections.
 
-
-def _detection_parser_args(p, params, mode, autoaugment=None):
-    """The `DetectionParser` arguments shared by the detection parsers' sections."""
+    The section's `aug_policy` (when it has the key) becomes the parser's augmentation
+    policy in training; an unknown policy is a ParamsError (in every mode) listing the
+    policies.
+    """
+    is_training = mode == TRAIN
+    augmentation = augment_factory.detection_augmentation_from_params(p, section_name)
     return dict(
         output_size=p.output_size,
         num_classes=params.architecture.num_classes,
-        is_training=mode == TRAIN,
+        is_training=is_training,
         aug_rand_hflip=p.aug_rand_hflip,
         aug_scale_min=p.aug_scale_min,
         aug_scale_max=p.aug_scale_max,
         skip_crowd_during_training=p.skip_crowd_during_training,
         max_num_instances=p.max_num_instances,
         regenerate_source_id=p.regenerate_source_id,
-        autoaugment=autoaugment,
+        autoaugment=augmentation if is_training else None,
     )
 
 
@@ -56,9 +55,7 @@ def _retinanet_parser(params, mode):
         anchors=anchors_from_params(params, p.output_size),
         match_threshold=p.match_threshold,
         unmatched_threshold=p.unmatched_threshold,
-        **_detection_parser_args(
-            p, params, mode, _autoaugment_from_policy(p.aug_policy, "retinanet_parser")
-        ),
+        **_detection_parser_args(p, params, mode, "retinanet_parser"),
     )
 
 
@@ -77,7 +74,7 @@ def _maskrcnn_parser(params, mode):
         rpn_fg_fraction=p.rpn_fg_fraction,
         include_mask=params.architecture.include_mask,
         mask_crop_size=p.mask_crop_size,
-        **_detection_parser_args(p, params, mode),
+        **_detection_parser_args(p, params, mode, "maskrcnn_parser"),
     )
 
 
