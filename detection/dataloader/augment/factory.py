@@ -7,8 +7,13 @@
 
 Detection parsers take the policy's own call, `(image, boxes, masks) -> (image, boxes, masks,
 indices)`; the classification parser takes an image-only callable
-(`image_augmentation_from_params`: RandAugment only, the detection policies need boxes).
+(`image_augmentation_from_params`: RandAugment only, the detection policies need boxes); a
+segmentation parser takes `(image, label map) -> (image, label map)`
+(`label_map_augmentation_from_params`). `randaugment` is offered only to sections that have
+the `randaug_*` keys.
 """
+
+import tensorflow as tf
 
 from detection.dataloader.augment import autoaugment
 from detection.dataloader.augment import policies
@@ -37,6 +42,8 @@ def _randaugment(section, section_name):
 
 
 def _policy_name(section, section_name, choices):
+    if "randaug_num_layers" not in section:
+        choices = tuple(name for name in choices if name != RANDAUGMENT)
     name = section.get("aug_policy", "")
     if name and name not in choices:
         raise ParamsError(
@@ -84,3 +91,45 @@ def image_augmentation_from_params(section, section_name):
     if not name:
         return None
     return _randaugment(section, section_name)
+
+
+def label_map_augmentation(augmentation, ignore_label):
+    """A detection augmentation applied to an image and its label map (segmentation).
+
+    The label map moves with the image as one instance mask over a whole-image box: the
+    geometric ops warp it with the pixels (nearest neighbour), pixels they uncover become
+    `ignore_label`, and colour ops, cutouts and in-box colour ops leave it unchanged.
+
+    Args:
+      augmentation: `(image, boxes, masks) -> (image, boxes, masks, indices)`, as
+        `detection_augmentation_from_params` returns.
+      ignore_label: the label of pixels without a label.
+
+    Returns:
+      A callable `(image [h, w, 3] uint8, label map [h, w] integer) -> (image [h, w, 3] uint8,
+      label map [h, w] int32)`.
+    """
+    whole_image = tf.constant([[0.0, 0.0, 1.0, 1.0]])
+
+    def augment(image, label_map):
+        # Labels + 1 as a float mask: the ops fill uncovered mask pixels with 0.
+        shifted = tf.cast(label_map, tf.float32)[None] + 1.0
+        image, _, masks, _ = augmentation(image, whole_image, shifted)
+        # masks is [0, h, w] only when a translation pushed the whole image out of the frame.
+        labels = tf.cast(tf.reduce_max(tf.concat([tf.zeros_like(shifted), masks], 0), 0), tf.int32)
+        return image, tf.where(labels > 0, labels - 1, ignore_label)
+
+    return augment
+
+
+def label_map_augmentation_from_params(section, section_name, ignore_label):
+    """The augmentation of a segmentation parser section (`label_map_augmentation` of its
+    `aug_policy`), or None for `aug_policy: ''`.
+
+    Raises:
+      ParamsError: as `detection_augmentation_from_params`.
+    """
+    augmentation = detection_augmentation_from_params(section, section_name)
+    if augmentation is None:
+        return None
+    return label_map_augmentation(augmentation, ignore_label)
