@@ -19,12 +19,14 @@ from detection.hyperparameters import ParamsError
 from detection.ops.anchors import Anchors
 
 import detection_examples as examples
-import numpy_references as references
 
 SIZE = 64
 CROP = 8
-REFERENCE_CONFIG = pathlib.Path(
-    "/work/shared/reference/original_configs/maskrcnn_resnet50_1024_copy_paste.yaml"
+REFERENCE_CONFIG = (
+    pathlib.Path(__file__).resolve().parents[1]
+    / "data"
+    / "copy_paste"
+    / "maskrcnn_resnet50_1024_copy_paste.yaml"
 )
 
 
