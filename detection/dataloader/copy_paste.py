@@ -18,7 +18,9 @@ composed image:
      (10 px, 300 px^2) are the reference implementation's; unlike it, objects the paste does
      not touch are never changed.
   4. The pasted objects are appended after the remaining ones; if the total would exceed
-     `max_num_instances`, the last pasted objects are neither pasted nor labelled.
+     `max_num_instances`, the last pasted objects are neither pasted nor labelled. A pasted
+     object that shows no pixel (hidden by another pasted object, or below the network
+     input's pixel grid) is not labelled.
 
 Everything is per image inside tf.data with static output shapes once padded by the parser.
 """
@@ -137,13 +139,21 @@ class CopyPaste:
         non_empty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         keep = tf.where(~(hit & ((areas == 0) | small)) & non_empty)[:, 0]
 
-        pasted_boxes = objects["boxes"][:num_pasted]
+        # A pasted object left without a pixel (hidden by another one, or too small for the
+        # network input's grid) is not labelled.
+        pixels = tf.math.unsorted_segment_sum(
+            tf.reshape(tf.cast(pasted, tf.int32), [-1]),
+            tf.reshape(tf.maximum(index, 0), [-1]),
+            tf.shape(objects["classes"])[0],
+        )
+        shown = tf.where(pixels[:num_pasted] > 0)[:, 0]
+        pasted_boxes = tf.gather(objects["boxes"], shown)
         return dataclasses.replace(
             instances,
             image=image,
             boxes=tf.concat([tf.gather(boxes, keep), pasted_boxes], 0),
             classes=tf.concat(
-                [tf.gather(instances.classes, keep), objects["classes"][:num_pasted]], 0
+                [tf.gather(instances.classes, keep), tf.gather(objects["classes"], shown)], 0
             ),
             masks=tf.gather(masks, keep),
             original_boxes=tf.concat(
@@ -153,5 +163,5 @@ class CopyPaste:
                 ],
                 0,
             ),
-            pasted_mask_crops=objects["masks"][:num_pasted],
+            pasted_mask_crops=tf.gather(objects["masks"], shown),
         )

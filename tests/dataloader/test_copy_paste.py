@@ -119,6 +119,17 @@ def test_objects_beyond_max_num_instances_are_neither_pasted_nor_labelled():
     assert out.pasted_mask_crops.shape[0] == 1
 
 
+def test_a_pasted_object_without_pixels_is_not_labelled():
+    # P1 lies entirely under P0 (the lower index wins overlaps): it shows no pixel.
+    out = CopyPaste(max_num_instances=10)(
+        _instances(OWN[:1], 1.0, _identity_info(), SIZE),
+        _objects([(40, 0, 60, 30), (45, 5, 55, 25), (0, 50, 10, 60)], [5, 6, 7], 2.0),
+    )
+    assert out.classes.numpy().tolist() == [1, 5, 7]
+    np.testing.assert_allclose(out.boxes.numpy(), [OWN[0], (40, 0, 60, 30), (0, 50, 10, 60)])
+    np.testing.assert_allclose(out.pasted_mask_crops.numpy()[:, 0, 0], [0.0, 0.2])
+
+
 def test_occlusion_is_mapped_to_the_original_resolution():
     # A 32 px original scaled x2 into the 64 px input: the paste covering network rows 0-20
     # covers original rows 0-10, the top half of the object (original rows 5-15).
