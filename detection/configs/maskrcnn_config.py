@@ -32,6 +32,11 @@ MASKRCNN_CFG = merge_dicts(
             "aug_rand_hflip": True,
             "aug_scale_min": 1.0,
             "aug_scale_max": 1.0,
+            # New: the augmentation policy as retinanet_parser's (the original's Mask R-CNN
+            # parser had none); masks follow the geometric ops (docs/augmentation.md).
+            "aug_policy": "",
+            "randaug_num_layers": 2,
+            "randaug_magnitude": 10,
             "skip_crowd_during_training": True,
             "max_num_instances": 100,
             "mask_crop_size": 112,

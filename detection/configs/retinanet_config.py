@@ -16,6 +16,10 @@ RETINANET_CFG = merge_dicts(
             "aug_scale_min": 1.0,
             "aug_scale_max": 1.0,
             "aug_policy": "",
+            # New: RandAugment's N and M, read with aug_policy: randaugment
+            # (docs/augmentation.md).
+            "randaug_num_layers": 2,
+            "randaug_magnitude": 10,
             "skip_crowd_during_training": True,
             "max_num_instances": 100,
             "regenerate_source_id": False,

@@ -1,9 +1,11 @@
 """The detection input path every detection parser shares; each model adds only its targets.
 
     serialized tf.Example -> decode -> class-id check
-      train: skip crowds -> augmentation policy -> normalize -> flip (image, boxes, masks)
+      train: skip crowds -> augmentation policy (image, boxes, masks; `aug_policy`)
+             -> normalize -> flip (image, boxes, masks)
              -> scale jitter + random crop -> resize/pad to `output_size`
              -> boxes to network-input pixels, clipped, empty ones dropped
+             -> copy-paste: another image's objects pasted on (when configured)
       eval:  normalize -> resize/pad -> boxes mapped as above
              + the groundtruths the COCO evaluator needs, padded to `max_num_instances`
     -> the model's `_train_labels(instances)` / `_eval_labels(instances)`.
@@ -33,6 +35,9 @@ class Instances:
       masks: [n, h, w] float32 instance masks at the ORIGINAL image resolution, flipped with the
         image (None unless the parser decodes masks); crop them with `original_boxes`.
       original_boxes: [n, 4] the visible part of `boxes` mapped back to original pixels.
+      pasted_mask_crops: [k, S, S] float32 mask crops of the last k instances, objects pasted
+        by copy-paste (their masks come from another image, already cropped); `masks` then
+        covers the first n - k instances only. None without copy-paste.
     """
 
     image: tf.Tensor
@@ -41,6 +46,7 @@ class Instances:
     classes: tf.Tensor
     masks: tf.Tensor | None
     original_boxes: tf.Tensor
+    pasted_mask_crops: tf.Tensor | None = None
 
 
 def check_class_ids(classes, num_classes, source_id):
@@ -105,6 +111,7 @@ class DetectionParser:
         include_mask=False,
         regenerate_source_id=False,
         autoaugment=None,
+        copy_paste=None,
     ):
         """Builds the parser.
 
@@ -118,8 +125,13 @@ class DetectionParser:
           max_num_instances: the padded number of groundtruth instances.
           include_mask: decode instance masks (training only).
           regenerate_source_id: hash the encoded image into a source_id.
-          autoaugment: optional callable (uint8 image [h, w, 3], normalized boxes [n, 4]) ->
-            (image, boxes) applied before the other training augmentations.
+          autoaugment: optional augmentation policy applied before the other training
+            augmentations: a callable `(uint8 image [h, w, 3], normalized boxes [n, 4],
+            masks [n, h, w] or None) -> (image, boxes [m, 4], masks, indices [m])` (an
+            `augment.autoaugment` policy or `RandAugment.augment_detection`); the classes of
+            the boxes it keeps are gathered with `indices`, masks move with its geometric ops.
+          copy_paste: optional `copy_paste.CopyPaste`; training then takes a second argument,
+            the objects to paste (`extract_objects_parser` output), and decodes masks.
         """
         self._output_size = [int(output_size[0]), int(output_size[1])]
         self._num_classes = num_classes
@@ -129,13 +141,31 @@ class DetectionParser:
         self._aug_scale_max = aug_scale_max
         self._skip_crowd = skip_crowd_during_training
         self._max_num_instances = int(max_num_instances)
-        self._include_mask = include_mask
         self._autoaugment = autoaugment
+        self._copy_paste = copy_paste if is_training else None
+        # Copy-paste occludes the training image's masks, so it needs them decoded.
+        self._include_mask = include_mask or self._copy_paste is not None
         self._decoder = TfExampleDecoder(
-            include_mask=include_mask and is_training, regenerate_source_id=regenerate_source_id
+            include_mask=self._include_mask and is_training,
+            regenerate_source_id=regenerate_source_id,
         )
 
-    def __call__(self, serialized):
+    def __call__(self, serialized, pasted_objects=None):
+        """Parses one record.
+
+        Args:
+          serialized: [] string, a serialized tf.Example.
+          pasted_objects: with copy-paste in training, the `extract_objects_parser` output of
+            another image, whose objects are pasted onto this one.
+
+        Returns:
+          (features, labels), see the class docstring.
+        """
+        if (self._copy_paste is not None) != (pasted_objects is not None):
+            raise ValueError(
+                "copy-paste parsers take the objects to paste as a second argument, other "
+                "parsers only the record; check architecture.pre_parser and copy_paste"
+            )
         decoded = self._decoder.decode(serialized)
         check = check_class_ids(
             decoded["groundtruth_classes"], self._num_classes, decoded["source_id"]
@@ -144,6 +174,8 @@ class DetectionParser:
             decoded["groundtruth_classes"] = tf.identity(decoded["groundtruth_classes"])
         if self._is_training:
             instances = self._prepare_train(decoded)
+            if self._copy_paste is not None:
+                instances = self._copy_paste(instances, pasted_objects)
             labels = self._train_labels(instances)
         else:
             instances = self._prepare_eval(decoded)
@@ -176,7 +208,8 @@ class DetectionParser:
                 masks = tf.gather(masks, keep)
         image = decoded["image"]
         if self._autoaugment is not None:
-            image, boxes = self._autoaugment(image, boxes)
+            image, boxes, masks, indices = self._autoaugment(image, boxes, masks)
+            classes = tf.gather(classes, indices)
         image = preprocess_ops.normalize_image(image)
         if self._aug_rand_hflip:
             image, boxes, masks = preprocess_ops.random_horizontal_flip(image, boxes, masks)

@@ -5,7 +5,10 @@ builder `_name(params, mode)` below and list it in `_PARSERS` under its `archite
 """
 
 from detection.core.modes import TRAIN
+from detection.dataloader.augment import factory as augment_factory
 from detection.dataloader.classification_parser import ClassificationParser
+from detection.dataloader.copy_paste import CopyPaste
+from detection.dataloader.extract_objects_parser import ExtractObjectsParser
 from detection.dataloader.input_reader import InputReader
 from detection.dataloader.maskrcnn_parser import MaskRCNNParser
 from detection.dataloader.retinanet_parser import RetinaNetParser
@@ -28,21 +31,19 @@ def anchors_from_params(params, output_size):
     )
 
 
-def _autoaugment_from_policy(policy, parser_name):
-    if policy:
-        raise ParamsError(
-            f"{parser_name}.aug_policy={policy!r}: AutoAugment policies are not "
-            "implemented yet; leave it ''"
-        )
-    return None
+def _detection_parser_args(p, params, mode, section_name):
+    """The `DetectionParser` arguments shared by the detection parsers' sections.
 
-
-def _detection_parser_args(p, params, mode, autoaugment=None):
-    """The `DetectionParser` arguments shared by the detection parsers' sections."""
+    The section's `aug_policy` (when it has the key) becomes the parser's augmentation
+    policy in training; an unknown policy is a ParamsError (in every mode) listing the
+    policies.
+    """
+    is_training = mode == TRAIN
+    augmentation = augment_factory.detection_augmentation_from_params(p, section_name)
     return dict(
         output_size=p.output_size,
         num_classes=params.architecture.num_classes,
-        is_training=mode == TRAIN,
+        is_training=is_training,
         aug_rand_hflip=p.aug_rand_hflip,
         aug_scale_min=p.aug_scale_min,
         aug_scale_max=p.aug_scale_max,
@@ -50,7 +51,7 @@ def _detection_parser_args(p, params, mode, autoaugment=None):
         max_num_instances=p.max_num_instances,
         # Not every parser section has the key (the original's shapemask_parser lacks it).
         regenerate_source_id=p.get("regenerate_source_id", False),
-        autoaugment=autoaugment,
+        autoaugment=augmentation if is_training else None,
     )
 
 
@@ -60,19 +61,12 @@ def _retinanet_parser(params, mode):
         anchors=anchors_from_params(params, p.output_size),
         match_threshold=p.match_threshold,
         unmatched_threshold=p.unmatched_threshold,
-        **_detection_parser_args(
-            p, params, mode, _autoaugment_from_policy(p.aug_policy, "retinanet_parser")
-        ),
+        **_detection_parser_args(p, params, mode, "retinanet_parser"),
     )
 
 
 def _maskrcnn_parser(params, mode):
     p = params.maskrcnn_parser
-    if p.copy_paste:
-        raise ParamsError(
-            f"maskrcnn_parser.copy_paste={p.copy_paste!r}: copy-paste "
-            "augmentation is not implemented yet; set it to false"
-        )
     return MaskRCNNParser(
         anchors=anchors_from_params(params, p.output_size),
         rpn_match_threshold=p.rpn_match_threshold,
@@ -81,7 +75,8 @@ def _maskrcnn_parser(params, mode):
         rpn_fg_fraction=p.rpn_fg_fraction,
         include_mask=params.architecture.include_mask,
         mask_crop_size=p.mask_crop_size,
-        **_detection_parser_args(p, params, mode),
+        copy_paste=CopyPaste(p.max_num_instances) if p.copy_paste else None,
+        **_detection_parser_args(p, params, mode, "maskrcnn_parser"),
     )
 
 
@@ -102,12 +97,22 @@ def _shapemask_parser(params, mode):
             mask_crop_size=p.mask_crop_size,
             upsample_factor=p.upsample_factor,
             mask_train_class_ids=train_ids,
-            **_detection_parser_args(p, params, mode),
+            **_detection_parser_args(p, params, mode, "shapemask_parser"),
         )
     except ParamsError:
         raise
     except ValueError as error:
         raise ParamsError(str(error)) from None
+
+
+def _extract_objects_parser(params):
+    # The objects to paste are prepared as the training images (the Mask R-CNN parser's
+    # output size, jitter, flip, crowd skipping, mask crops), without an augmentation policy.
+    p = params.maskrcnn_parser
+    args = _detection_parser_args(p, params, TRAIN, "maskrcnn_parser")
+    for key in ("is_training", "autoaugment"):
+        del args[key]
+    return ExtractObjectsParser(mask_crop_size=p.mask_crop_size, **args)
 
 
 def _classification_parser(params, mode):
@@ -131,7 +136,11 @@ def _segmentation_parser(params, mode):
         aug_rand_hflip=p.aug_rand_hflip,
         aug_scale_min=p.aug_scale_min,
         aug_scale_max=p.aug_scale_max,
-        autoaugment=_autoaugment_from_policy(p.aug_policy, "segmentation_parser"),
+        autoaugment=augment_factory.label_map_augmentation_from_params(
+            p, "segmentation_parser", p.ignore_label
+        )
+        if mode == TRAIN
+        else None,
     )
 
 
@@ -144,10 +153,71 @@ _PARSERS = {
 }
 
 
+# `architecture.pre_parser`: parsers of a second training stream whose elements the main
+# parser takes with each record (the original's name for copy-paste's objects).
+_PRE_PARSERS = {"extract_objects_parser": _extract_objects_parser}
+
+
+def _copy_paste_enabled(params):
+    """`<parser>.copy_paste`, checked against `architecture.pre_parser` (both or neither)."""
+    pre_parser = params.architecture.pre_parser
+    if pre_parser:
+        registry.lookup(_PRE_PARSERS, pre_parser, "architecture.pre_parser")
+    section_name = params.architecture.parser
+    section = params.get(section_name) if section_name else None
+    copy_paste = bool(section.get("copy_paste", False)) if section is not None else False
+    if copy_paste and not pre_parser:
+        raise ParamsError(
+            f"{section_name}.copy_paste=True needs architecture.pre_parser: "
+            "extract_objects_parser (and train.pre_parser_dataset.file_pattern), the stream of "
+            "objects to paste"
+        )
+    if pre_parser and not copy_paste:
+        raise ParamsError(
+            f"architecture.pre_parser={pre_parser!r} feeds copy-paste, which "
+            f"architecture.parser={section_name!r} does not do; set maskrcnn_parser.copy_paste: "
+            "true with the Mask R-CNN parser, or architecture.pre_parser: null"
+        )
+    return copy_paste
+
+
 def parser_from_params(params, mode):
-    """The parser named by `architecture.parser`, for `mode` (train / eval / predict)."""
+    """The parser named by `architecture.parser`, for `mode` (train / eval / predict).
+
+    With copy-paste, the training parser takes `(record, objects to paste)`.
+    """
     builder = registry.lookup(_PARSERS, params.architecture.parser, "architecture.parser")
+    _copy_paste_enabled(params)
     return builder(params, mode)
+
+
+def _objects_to_paste_fn(params, deterministic):
+    """`input_context -> endless dataset` of the pre-parser's objects (copy-paste)."""
+    dataset = params.train.pre_parser_dataset
+    if not dataset.file_pattern:
+        raise ParamsError(
+            "train.pre_parser_dataset.file_pattern is empty: copy-paste reads the objects to "
+            "paste from these TFRecord files (they may be train.train_file_pattern's)"
+        )
+    if dataset.dataset_type != "tfrecord":
+        raise ParamsError(
+            f"train.pre_parser_dataset.dataset_type={dataset.dataset_type!r}: this dataset type "
+            "is not readable outside Google; convert the data to TFRecords and set it to tfrecord"
+        )
+    builder = registry.lookup(
+        _PRE_PARSERS, params.architecture.pre_parser, "architecture.pre_parser"
+    )
+    reader = InputReader(
+        dataset.file_pattern,
+        builder(params),
+        is_training=True,
+        batch_size=1,
+        deterministic=deterministic,
+        # Not the main stream's shuffle seed: with the same files, that would pair every
+        # image with itself.
+        seed=1 if deterministic else None,
+    )
+    return reader.parsed
 
 
 def input_fn_from_params(params, mode, deterministic=False):
@@ -172,6 +242,9 @@ def input_fn_from_params(params, mode, deterministic=False):
             f"convert the data to TFRecords and set {type_key}: tfrecord"
         )
     parser = parser_from_params(params, mode)
+    paired_dataset_fn = None
+    if mode == TRAIN and _copy_paste_enabled(params):
+        paired_dataset_fn = _objects_to_paste_fn(params, deterministic)
 
     def dataset_fn(input_context=None):
         batch_size = global_batch
@@ -183,6 +256,7 @@ def input_fn_from_params(params, mode, deterministic=False):
             is_training=mode == TRAIN,
             batch_size=batch_size,
             deterministic=deterministic,
+            paired_dataset_fn=paired_dataset_fn,
         )
         return reader(input_context)
 

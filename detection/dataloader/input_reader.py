@@ -8,7 +8,8 @@ into `(features, labels)`. Behaviour:
     of the sorted file list. With fewer files than pipelines every pipeline reads all files in
     the same order and keeps every n-th record instead, so coverage stays disjoint.
   * Training: files shuffled, parallel interleave, record shuffle, repeat forever, parallel
-    parse, batch with drop_remainder=True.
+    parse, batch with drop_remainder=True. A second, paired stream (copy-paste's objects to
+    paste) can be zipped with the records: the parser then takes `(record, element)`.
   * Evaluation: no shuffle, no repeat, every record exactly once. The last partial batch is
     padded to `batch_size` with dummy elements, so batches keep a static shape. Padding is
     flagged twice: a `features['valid']` `[batch_size]` bool tensor (False for padding) is
@@ -86,6 +87,7 @@ class InputReader:
         deterministic=False,
         cycle_length=32,
         seed=None,
+        paired_dataset_fn=None,
     ):
         """Initializes the reader.
 
@@ -102,6 +104,9 @@ class InputReader:
             seed=None the shuffles use seed 0). For tests and debugging; slower.
           cycle_length: number of files read concurrently.
           seed: shuffle seed (training).
+          paired_dataset_fn: optional `input_context -> tf.data.Dataset` (training only, an
+            endless dataset); each record is zipped with one of its elements and parsed as
+            `parser_fn(record, element)`.
         """
         if dataset_type not in _SUPPORTED_DATASET_TYPES:
             raise ValueError(
@@ -110,6 +115,8 @@ class InputReader:
             )
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1, got %r" % batch_size)
+        if paired_dataset_fn is not None and not is_training:
+            raise ValueError("a paired dataset (copy-paste objects) is read in training only")
         self._file_pattern = file_pattern
         self._parser_fn = parser_fn
         self._is_training = is_training
@@ -118,15 +125,16 @@ class InputReader:
         self._deterministic = deterministic
         self._cycle_length = cycle_length
         self._seed = 0 if (seed is None and deterministic) else seed
+        self._paired_dataset_fn = paired_dataset_fn
 
-    def __call__(self, input_context=None):
-        """Returns the batched dataset of this input pipeline.
+    def parsed(self, input_context=None):
+        """The dataset of this input pipeline's parsed records, not batched.
 
         Args:
           input_context: tf.distribute.InputContext or None (one pipeline).
 
         Returns:
-          A tf.data.Dataset of batched parser outputs with a static batch dimension.
+          A tf.data.Dataset of parser outputs (endless in training).
         """
         files = match_files(self._file_pattern)
         num_pipelines = input_context.num_input_pipelines if input_context else 1
@@ -162,9 +170,21 @@ class InputReader:
         if self._is_training:
             dataset = dataset.shuffle(self._shuffle_buffer, seed=self._seed).repeat()
         # Parsed in parallel but in order: see record_errors for how failures are located.
-        dataset = record_errors.parse_records(
-            dataset, self._parser_fn, finite=not self._is_training
+        paired = None if self._paired_dataset_fn is None else self._paired_dataset_fn(input_context)
+        return record_errors.parse_records(
+            dataset, self._parser_fn, finite=not self._is_training, paired_dataset=paired
         )
+
+    def __call__(self, input_context=None):
+        """Returns the batched dataset of this input pipeline.
+
+        Args:
+          input_context: tf.distribute.InputContext or None (one pipeline).
+
+        Returns:
+          A tf.data.Dataset of batched parser outputs with a static batch dimension.
+        """
+        dataset = self.parsed(input_context)
         if self._is_training:
             dataset = dataset.batch(self._batch_size, drop_remainder=True)
         else:

@@ -7,9 +7,15 @@ Training labels (M = max_num_instances, S = mask_crop_size, A = anchors per loca
   gt_classes [M] int32 (-1 padded),
   gt_masks [M, S, S] float32 in [0, 1] (include_mask only; -1 padded): each instance mask
   cropped to its (visible, clipped) box and resized to S x S.
+With copy-paste (`copy_paste=CopyPaste(...)`, training takes a second argument: the objects of
+another image from `extract_objects_parser`), the labels describe the composed image: the
+training image's remaining objects first (occluded masks and boxes updated), then the pasted
+ones.
 Evaluation labels: only `groundtruths` (mask AP reads the annotation JSON, so no masks are
 decoded).
 """
+
+import tensorflow as tf
 
 from detection.dataloader import preprocess_ops
 from detection.dataloader.anchor_labeler import RpnAnchorLabeler
@@ -48,6 +54,7 @@ class MaskRCNNParser(DetectionParser):
             augmentation, max_num_instances...).
         """
         super().__init__(include_mask=include_mask, **kwargs)
+        self._output_masks = include_mask
         self._labeler = RpnAnchorLabeler(
             anchors,
             rpn_match_threshold,
@@ -73,11 +80,14 @@ class MaskRCNNParser(DetectionParser):
             "gt_boxes": self._pad(instances.boxes, -1.0),
             "gt_classes": self._pad(instances.classes, -1),
         }
-        if instances.masks is not None:
+        if self._output_masks:
             # Crop the original-resolution masks with the visible box mapped back to original
             # pixels: the same region as the resized mask, without resizing n full masks.
+            num_own = tf.shape(instances.masks)[0]
             crops = mask_ops.crop_and_resize_masks(
-                instances.masks, instances.original_boxes, self._mask_crop_size
+                instances.masks, instances.original_boxes[:num_own], self._mask_crop_size
             )
+            if instances.pasted_mask_crops is not None:
+                crops = tf.concat([crops, instances.pasted_mask_crops], 0)
             labels["gt_masks"] = self._pad(crops, -1.0)
         return labels

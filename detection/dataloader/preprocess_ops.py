@@ -235,3 +235,69 @@ def crop_and_resize_image(image, offset, size, output_size, method=tf.image.Resi
     resized = tf.image.resize(cropped, [out_h, out_w], method=method)
     resized.set_shape([out_h, out_w, image.shape[-1]])
     return resized
+
+
+def _nearest_indices(num_out, num_in, step, start):
+    """Input pixel under each output pixel centre: floor((i + 0.5) * step + start).
+
+    Returns:
+      (indices [num_out] int32 clipped into [0, num_in), inside [num_out] bool).
+    """
+    centres = (tf.range(num_out, dtype=tf.float32) + 0.5) * step + start
+    indices = tf.cast(tf.floor(centres), tf.int32)
+    inside = (indices >= 0) & (indices < num_in)
+    return tf.clip_by_value(indices, 0, tf.maximum(num_in - 1, 0)), inside
+
+
+def _resample_nearest(maps, out_size, steps, starts, fill_value):
+    """`maps` [..., h, w] sampled at an axis-aligned grid of `out_size`, `fill_value` outside."""
+    in_size = tf.shape(maps)[-2:]
+    rows, rows_inside = _nearest_indices(out_size[0], in_size[0], steps[0], starts[0])
+    cols, cols_inside = _nearest_indices(out_size[1], in_size[1], steps[1], starts[1])
+    sampled = tf.gather(tf.gather(maps, rows, axis=-2), cols, axis=-1)
+    inside = rows_inside[:, None] & cols_inside[None, :]
+    return tf.where(inside, sampled, tf.cast(fill_value, maps.dtype))
+
+
+def masks_to_network_input(maps, image_info, output_size, fill_value=0):
+    """Gives maps of the original image the geometry `resize_and_crop_image` gave the image.
+
+    Nearest neighbour (ids and binary masks must not be blended): network-input pixel
+    (i, j) takes the original pixel under its centre, `((i, j) + 0.5 + offset) / scale`;
+    pixels with no original pixel under them (padding) get `fill_value`.
+
+    Args:
+      maps: [..., h, w] (masks [n, h, w], or one [h, w] map) at the original resolution.
+      image_info: [4, 2] float32 returned with the resized image.
+      output_size: (out_h, out_w) static ints.
+      fill_value: value of the padding.
+
+    Returns:
+      [..., out_h, out_w], the dtype of `maps`.
+    """
+    maps = tf.convert_to_tensor(maps)
+    scale, offset = image_info[2], image_info[3]
+    out_h, out_w = int(output_size[0]), int(output_size[1])
+    resampled = _resample_nearest(maps, (out_h, out_w), 1.0 / scale, offset / scale, fill_value)
+    resampled.set_shape(maps.shape[:-2].concatenate([out_h, out_w]))
+    return resampled
+
+
+def masks_to_original_pixels(maps, image_info, fill_value=0):
+    """Inverse of `masks_to_network_input`: network-input maps at the original resolution.
+
+    Original pixel (y, x) takes the network-input pixel under its centre,
+    `((y, x) + 0.5) * scale - offset`; pixels cropped away by the scale jitter get
+    `fill_value`.
+
+    Args:
+      maps: [..., out_h, out_w] in network-input pixels.
+      image_info: [4, 2] float32 (its first row is the original size).
+
+    Returns:
+      [..., original_h, original_w], the dtype of `maps`.
+    """
+    maps = tf.convert_to_tensor(maps)
+    scale, offset = image_info[2], image_info[3]
+    original_size = tf.cast(tf.round(image_info[0]), tf.int32)
+    return _resample_nearest(maps, original_size, scale, -offset, fill_value)

@@ -82,14 +82,17 @@ def _raise_parser_error(parser_fn, filename, index, record, note_path):
     return tf.debugging.Assert(False, [message] + tf.nest.flatten(outputs), summarize=1)
 
 
-def parse_records(dataset, parser_fn, finite):
+def parse_records(dataset, parser_fn, finite, paired_dataset=None):
     """Maps `parser_fn` over `(filename, index, record)` elements; failures name the record.
 
     Args:
       dataset: of ([] string file name, [] int64 index in the file, [] string record), as
         `tfrecord_files.read_tfrecord_file_checked` reads them (with its corrupt-file markers).
-      parser_fn: record -> statically shaped outputs (a tensor, tuple or dict).
+      parser_fn: record -> statically shaped outputs (a tensor, tuple or dict); with
+        `paired_dataset`, (record, paired element) -> outputs.
       finite: the dataset ends (evaluation): its last record is checked too.
+      paired_dataset: None, or an endless dataset whose elements are handed to the parser
+        beside the records, one each (copy-paste's objects to paste).
 
     Returns:
       The dataset of `parser_fn` outputs, in input order. Iterating it past a record the
@@ -102,8 +105,17 @@ def parse_records(dataset, parser_fn, finite):
     if finite:
         end = (tf.constant(""), tf.constant(_END_INDEX, tf.int64), tf.constant(""))
         dataset = dataset.concatenate(tf.data.Dataset.from_tensors(end))
+
+    # The paired element travels as a tuple of 0 or 1 items, so one code path serves both.
+    def parse_one(record, extra):
+        return parser_fn(record, *extra)
+
+    if paired_dataset is None:
+        extras = tf.data.Dataset.from_tensors(()).repeat()
+    else:
+        extras = paired_dataset.map(lambda element: (element,))
     # Markers bypass the parser with zeros of its output structure.
-    spec = dataset.map(lambda f, i, r: parser_fn(r)).element_spec
+    spec = tf.data.Dataset.zip((dataset, extras)).map(lambda e, x: parse_one(e[2], x)).element_spec
 
     def pair_with_previous(state, current):
         number, previous = state
@@ -111,23 +123,29 @@ def parse_records(dataset, parser_fn, finite):
 
     nothing = (tf.constant(""), tf.constant(_END_INDEX, tf.int64), tf.constant(""))
     dataset = dataset.scan((tf.constant(0, tf.int64), nothing), pair_with_previous)
+    dataset = tf.data.Dataset.zip((dataset, extras))
 
-    def parse(number, previous, current):
+    def parse(element, extra):
+        number, previous, current = element
         outputs = tf.cond(
             tf.less(current[1], 0),
             lambda: tf.nest.map_structure(_zeros, spec),
-            lambda: parser_fn(current[2]),
+            lambda: parse_one(current[2], extra),
         )
-        return number, previous, current, outputs
+        # The failed record is parsed again with this element's paired element.
+        return number, previous, current, outputs, extra
 
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.ignore_errors()
 
     def check(expected, element):
-        number, previous, current, outputs = element
+        number, previous, current, outputs, extra = element
 
         def dropped():
-            with tf.control_dependencies([_raise_parser_error(parser_fn, *previous, note_path)]):
+            failing = _raise_parser_error(
+                lambda record: parse_one(record, extra), *previous, note_path
+            )
+            with tf.control_dependencies([failing]):
                 return tf.constant(False)
 
         def corrupt_file():

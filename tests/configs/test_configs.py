@@ -11,10 +11,14 @@ from detection.hyperparameters import ParamsError
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
 # Keys this framework adds to the original schema (each documented where it is defined).
+RANDAUGMENT_KEYS = {"randaug_num_layers", "randaug_magnitude"}
 NEW_KEYS = {
-    "retinanet": {"nasfpn.min_level", "nasfpn.max_level"},
-    "mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"},
-    "cascade_mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"},
+    "retinanet": {"nasfpn.min_level", "nasfpn.max_level"}
+    | {f"retinanet_parser.{key}" for key in RANDAUGMENT_KEYS},
+    "mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"}
+    | {f"maskrcnn_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
+    "cascade_mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"}
+    | {f"maskrcnn_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
     "shapemask": {"nasfpn.min_level", "nasfpn.max_level"},
     "classification": {"architecture.multilevel_features"},
     "segmentation": {"nasfpn.min_level", "nasfpn.max_level"},

@@ -11,7 +11,6 @@ from pycocotools import mask as mask_api
 
 from detection.configs import factory as config_factory
 from detection.dataloader import factory
-from detection.hyperparameters import ParamsError
 
 import numpy_references as references
 
@@ -241,8 +240,3 @@ def test_eval_reads_every_image_once_with_its_groundtruth_count(tiny_shapes):
             assert int(gt["num_detections"][i]) == len(by_image[image_id][1])
             assert float(gt["height"][i]) == by_image[image_id][0]["height"]
     assert sorted(seen) == sorted(by_image)
-
-
-def test_copy_paste_is_a_clear_error(tiny_shapes):
-    with pytest.raises(ParamsError, match="maskrcnn_parser.copy_paste=True"):
-        factory.input_fn_from_params(_params(tiny_shapes, copy_paste=True), "train")

@@ -95,11 +95,6 @@ def test_class_id_above_num_classes_names_source_id(tiny_shapes):
             pass
 
 
-def test_unimplemented_autoaugment_policy_is_a_clear_error(tiny_shapes):
-    with pytest.raises(ParamsError, match="aug_policy='v0'"):
-        factory.input_fn_from_params(_params(tiny_shapes, aug_policy="v0"), "train")
-
-
 def test_empty_file_pattern_names_the_key(tiny_shapes):
     params = _params(tiny_shapes)
     params.override({"train": {"train_file_pattern": ""}})
