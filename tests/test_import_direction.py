@@ -1,7 +1,7 @@
 """The package's dependencies run one way:
 
-    main_lib / experiment / tools -> executor -> (model_fns) -> modeling / dataloader /
-    evaluation -> ops -> hyperparameters
+    main_lib / experiment / tools -> (serving) -> executor -> (model_fns) -> modeling /
+    dataloader / evaluation -> ops -> hyperparameters
 
 `executor` runs any model fn through the contract in `core` and imports no model code;
 `model_fns` join networks, parsers and evaluators; `modeling`, `dataloader` and `evaluation`
@@ -29,6 +29,15 @@ ALLOWED = {
     "executor": {"core", "hyperparameters"},
     "main_lib": {"configs", "core", "hyperparameters", "experiment"},
     "experiment": {"core", "executor", "model_fns", "hyperparameters"},
+    "serving": {
+        "core",
+        "hyperparameters",
+        "configs",
+        "ops",
+        "dataloader",
+        "model_fns",
+        "executor",
+    },
     "tools": {
         "main_lib",
         "configs",
@@ -40,6 +49,7 @@ ALLOWED = {
         "evaluation",
         "model_fns",
         "executor",
+        "serving",
     },
 }
 

@@ -41,13 +41,7 @@ class Detector:
           FileNotFoundError: no checkpoint at `checkpoint`.
           ValueError: the checkpoint does not hold this model's variables.
         """
-        path = tf.train.latest_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
-        if not path:
-            raise FileNotFoundError(f"no checkpoint found in {checkpoint}")
-        if not tf.io.gfile.exists(path + ".index"):
-            raise FileNotFoundError(
-                f"{path} is neither a directory nor a checkpoint ({path}.index does not exist)"
-            )
+        path = checkpoints.resolve_checkpoint_path(checkpoint)
         self.checkpoint_path = path
         self._model_fn = model_fn_factory.model_fn_from_params(params)
         self._model = self._model_fn.build_model()
