@@ -22,7 +22,8 @@ class ServingKind:
       name: 'detection', 'classification' or 'segmentation'.
       preprocess: `fn(uint8 [h, w, 3], network_size) -> (image, image_info)`.
       format_outputs: `fn(predictions, image_info, network_size, OutputOptions) -> outputs`.
-      required_predictions: keys the model fn's PREDICT predictions must have.
+      required_predictions: keys the model fn's PREDICT predictions must have; a tuple
+        entry names alternatives (any one of them).
     """
 
     name: str
@@ -30,9 +31,18 @@ class ServingKind:
     format_outputs: Callable
     required_predictions: tuple
 
+    def missing_predictions(self, predictions):
+        """The required prediction keys (or alternatives, 'a or b') absent from `predictions`."""
+        missing = []
+        for key in self.required_predictions:
+            alternatives = key if isinstance(key, tuple) else (key,)
+            if not any(k in predictions for k in alternatives):
+                missing.append(" or ".join(alternatives))
+        return missing
+
     def check_predictions(self, model_type, predictions):
         """Raises ValueError naming the prediction keys `model_type` fails to return."""
-        missing = [key for key in self.required_predictions if key not in predictions]
+        missing = self.missing_predictions(predictions)
         if missing:
             raise ValueError(
                 f"model type {model_type!r} is served as {self.name} but its predict mode "
@@ -53,7 +63,10 @@ CLASSIFICATION = ServingKind(
     ("logits",),
 )
 SEGMENTATION = ServingKind(
-    "segmentation", preprocessing.detection_image, outputs.segmentation_outputs, ("logits",)
+    "segmentation",
+    preprocessing.detection_image,
+    outputs.segmentation_outputs,
+    (("logits", "classes"),),
 )
 KINDS = {kind.name: kind for kind in (DETECTION, CLASSIFICATION, SEGMENTATION)}
 

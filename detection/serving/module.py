@@ -57,7 +57,11 @@ class ServingModule(tf.Module):
             "source_ids": tf.zeros([tf.shape(images)[0]], tf.int64),
         }
         predictions = self._predict(features)["predictions"]
-        self.kind.check_predictions(self.model_type, predictions)
+        # Checked after tracing (`concrete_function`): errors raised while tracing come back
+        # wrapped in autograph's multi-line report.
+        self.prediction_keys = tuple(sorted(predictions))
+        if self.kind.missing_predictions(predictions):
+            return {"missing_predictions": tf.zeros([])}
         result = self.kind.format_outputs(predictions, image_info, self.network_size, self.options)
         if self.options.output_image_info:
             result["image_info"] = image_info
@@ -65,8 +69,17 @@ class ServingModule(tf.Module):
         return {name: tf.identity(value, name=name) for name, value in result.items()}
 
     def concrete_function(self):
-        """The traced `serve` for the input spec (the SavedModel signature, the TFLite input)."""
-        return self._function.get_concrete_function()
+        """The traced `serve` for the input spec (the SavedModel signature, the TFLite input).
+
+        Raises:
+          ValueError: the model's predictions do not fit its serving kind, or the options ask
+            for outputs the model does not have.
+        """
+        function = self._function.get_concrete_function()
+        self.kind.check_predictions(self.model_type, self.prediction_keys)
+        if self.options.output_full_image_masks and "detection_masks" not in self.prediction_keys:
+            raise ValueError("--output_full_image_masks: this model returns no detection_masks")
+        return function
 
     def export_info(self):
         """What `assets.extra/export.json` records (read back by `loaded.py`)."""

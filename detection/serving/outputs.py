@@ -90,8 +90,6 @@ def detection_outputs(predictions, image_info, network_size, options):
       detection_outer_boxes: (ShapeMask) [b, K, 4], the boxes the masks span, not clipped.
     """
     del network_size
-    if options.output_full_image_masks and "detection_masks" not in predictions:
-        raise ValueError("--output_full_image_masks: this model returns no detection_masks")
     outputs = {
         "num_detections": predictions["num_detections"],
         "detection_boxes": _to_original(predictions["detection_boxes"], image_info, options, True),
@@ -140,31 +138,40 @@ def classification_outputs(predictions, image_info, network_size, options):
 def segmentation_outputs(predictions, image_info, network_size, options):
     """Semantic segmentation models: a label map of each original image.
 
-    The logits `[b, h, w, C]` (at some stride of the network input) are resized bilinearly to
-    the network input `(H, W)`, cut to the valid region `image_info[:, 1]` (the image without
-    its padding), resized bilinearly to the original size `image_info[:, 0]`, and argmaxed.
+    From `logits [b, h, w, C]` (at some stride of the network input): resized bilinearly to the
+    network input `(H, W)`, cut to the valid region `image_info[:, 1]` (the image without its
+    padding), resized bilinearly to the original size `image_info[:, 0]`, argmaxed. From
+    `classes [b, H, W]` (class ids at the network input): cut to the valid region and resized
+    to the original size by nearest neighbour.
 
     Returns:
       label_map: [b, height, width] int32 class per original pixel; -1 beyond an image's own
         size when the batch mixes sizes (height, width: the largest original size).
     """
     del options
-    logits = tf.image.resize(
-        tf.cast(predictions["logits"], tf.float32), [int(network_size[0]), int(network_size[1])]
-    )
+    network_size = [int(network_size[0]), int(network_size[1])]
+    if "logits" in predictions:
+        maps = tf.image.resize(tf.cast(predictions["logits"], tf.float32), network_size)
+        method = tf.image.ResizeMethod.BILINEAR
+    else:
+        maps = tf.cast(predictions["classes"], tf.float32)[..., tf.newaxis]
+        method = tf.image.ResizeMethod.NEAREST_NEIGHBOR
     height, width = tf.unstack(_largest_original_size(image_info))
 
     def one(args):
-        image_logits, info = args
+        image_maps, info = args
         valid = tf.cast(tf.round(info[1]), tf.int32)
         original = tf.cast(tf.round(info[0]), tf.int32)
-        cropped = image_logits[: valid[0], : valid[1]]
-        labels = tf.argmax(tf.image.resize(cropped, original), axis=-1, output_type=tf.int32)
+        resized = tf.image.resize(image_maps[: valid[0], : valid[1]], original, method=method)
+        if "logits" in predictions:
+            labels = tf.argmax(resized, axis=-1, output_type=tf.int32)
+        else:
+            labels = tf.cast(tf.round(resized[..., 0]), tf.int32)
         return tf.pad(
             labels, [[0, height - original[0]], [0, width - original[1]]], constant_values=-1
         )
 
     label_map = tf.map_fn(
-        one, (logits, image_info), fn_output_signature=tf.TensorSpec([None, None], tf.int32)
+        one, (maps, image_info), fn_output_signature=tf.TensorSpec([None, None], tf.int32)
     )
     return {"label_map": label_map}
