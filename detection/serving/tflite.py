@@ -10,13 +10,17 @@ enables.
 
 Quantization (`tf.lite.Optimize.DEFAULT`):
 - `dynamic_range`: int8 weights, float activations; no data needed.
-- `full_integer`: int8 weights and activations of the network (convolutions, pooling, padding,
-  additions, reshapes), calibrated on a representative dataset (the
-  signature's inputs built from TFRecords). The postprocess stays float (every op type in
-  `FLOAT_OPS`): int8 IoUs and scores would change which boxes NMS keeps, and an int8 division
-  by a union quantized to 0 fails at run time. Additions and reshapes of the box decoder are
-  quantized with the network's (their type is shared), which rounds boxes to about 1/256 of
-  their range. The signature's inputs and outputs keep their types.
+- `full_integer` (a known TFLite limitation makes it fail for models with NMS, see below):
+  int8 weights and activations of the network's convolutions, pooling and
+  padding, calibrated on a representative dataset (the signature's inputs built from
+  TFRecords); every other op type (`FLOAT_OPS`) stays float with quantize / dequantize around
+  it. The postprocess must: int8 IoUs, box coordinates and scores would change which boxes NMS
+  keeps and round the outputs (and an int8 union can be 0). Op types are all the converter can
+  tell apart, so the network's residual additions and reshapes stay float too. The signature's
+  inputs and outputs keep their types. TFLite applies that op denylist to the main subgraph
+  only: the body of the NMS loop (a WHILE op) is quantized to int8 anyway, and its int8 IoU
+  division fails at run time (`div.cc data[i] != 0`). `export_tflite_model` runs every model
+  once after converting and reports this instead of writing a model that cannot run.
 """
 
 import tensorflow as tf
@@ -28,14 +32,17 @@ DYNAMIC_RANGE = "dynamic_range"
 FULL_INTEGER = "full_integer"
 QUANTIZATIONS = (FLOAT32, DYNAMIC_RANGE, FULL_INTEGER)
 
-# Op types full_integer keeps float (the postprocess's); the others are quantized.
+# Op types full_integer keeps float: everything but the network's convolutions, pooling and
+# padding. Additions, reshapes and clips are in the postprocess too (box decoding, IoUs, score
+# reshapes), where int8 would round boxes and scores; the network's residual additions stay
+# float with them.
 FLOAT_OPS = (
-    "ABS", "ARG_MAX", "CAST", "CONCATENATION", "DIV", "EQUAL", "EXP", "EXPAND_DIMS",
+    "ABS", "ADD", "ARG_MAX", "CAST", "CONCATENATION", "DIV", "EQUAL", "EXP", "EXPAND_DIMS",
     "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "GATHER", "GATHER_ND", "GREATER", "GREATER_EQUAL",
     "LESS", "LESS_EQUAL", "LOG", "LOGICAL_AND", "LOGICAL_NOT", "LOGICAL_OR", "LOGISTIC",
     "MAXIMUM", "MINIMUM", "MUL", "NOT_EQUAL", "ONE_HOT", "PACK", "RANGE", "REDUCE_ANY",
-    "REDUCE_MAX", "REDUCE_MIN", "SELECT", "SELECT_V2", "SLICE", "SQUEEZE", "STRIDED_SLICE",
-    "SUB", "SUM", "TILE", "TOPK_V2", "TRANSPOSE", "UNPACK", "WHILE",
+    "REDUCE_MAX", "REDUCE_MIN", "RELU", "RESHAPE", "SELECT", "SELECT_V2", "SLICE", "SQUEEZE",
+    "STRIDED_SLICE", "SUB", "SUM", "TILE", "TOPK_V2", "TRANSPOSE", "UNPACK", "WHILE",
 )  # fmt: skip
 
 
@@ -114,6 +121,19 @@ def convert(concrete_function, trackable, quantization, representative=None, sel
         debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=FLOAT_OPS),
     )
     return debugger.get_nondebug_quantized_model()
+
+
+def check_runs(model_content, inputs):
+    """Runs a converted model once on `inputs` (a batch of its input).
+
+    Raises:
+      RuntimeError: the interpreter fails (the message is TFLite's).
+    """
+    interpreter = tf.lite.Interpreter(model_content=model_content)
+    interpreter.allocate_tensors()
+    runner = interpreter.get_signature_runner()
+    ((name, _),) = runner.get_input_details().items()
+    runner(**{name: inputs})
 
 
 def op_names(model_content):

@@ -1,16 +1,18 @@
 """Exports a trained model (or an exported SavedModel) as a TFLite model.
 
     python -m detection.tools.export_tflite_model --config_file=configs/shapes/retinanet.yaml \
-        --checkpoint_path=runs/shapes_retinanet --output_dir=export/tflite_int8 \
-        --quantization=full_integer
+        --checkpoint_path=runs/shapes_retinanet --output_dir=export/tflite \
+        --quantization=dynamic_range
 
 Writes `output_dir/model.tflite` and `output_dir/export.json` (how to feed it, read by
 `evaluate_model` and `inference`). The input is `raw_image_tensor` by default: float32
 normalized images of the network input size, batch 1, as the host's evaluation preprocessing
 produces them; `image_tensor` (uint8, resized in the model) also converts to built-in ops only.
 Full-integer calibration reads `--num_calibration_images` images of
-`--representative_file_pattern` (default: the params' `eval.eval_file_pattern`).
-See `detection/serving/tflite.py` for the ops and the quantization modes.
+`--representative_file_pattern` (default: the params' `eval.eval_file_pattern`); for detection
+models TFLite then cannot run the result (its NMS loop gets quantized), which the tool reports
+after its test run of every converted model. See `detection/serving/tflite.py` for the ops and
+the quantization modes.
 """
 
 import json
@@ -18,6 +20,7 @@ import os
 import sys
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from detection import main_lib
@@ -123,6 +126,22 @@ def _representative(args, params, spec, info):
     )
 
 
+def _smoke_input(spec, info, representative):
+    """One input batch to run a converted model on (calibration data when there is some)."""
+    if representative is not None:
+        return next(representative())[0]
+    if spec.input_type in input_types.TENSOR_INPUT_TYPES:
+        size = spec.image_size or tuple(info["network_input_size"])
+        dtype = np.float32 if spec.input_type == input_types.RAW_IMAGE_TENSOR else np.uint8
+        return np.zeros([spec.batch_size, *size, 3], dtype)
+    image = tf.io.encode_png(tf.zeros([8, 8, 3], tf.uint8)).numpy()
+    if spec.input_type == input_types.TF_EXAMPLE:
+        feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
+        features = tf.train.Features(feature={"image/encoded": feature})
+        image = tf.train.Example(features=features).SerializeToString()
+    return np.array([image] * spec.batch_size, dtype=object)
+
+
 def _check_convertible(spec, allow_select_tf_ops):
     if spec.batch_size is None or (spec.image_size is not None and spec.image_size[0] is None):
         raise ValueError(
@@ -164,6 +183,15 @@ def _main(argv, scratch_dir):
     content = tflite.convert(
         function, trackable, args.quantization, representative, args.allow_select_tf_ops
     )
+    try:
+        tflite.check_runs(content, _smoke_input(spec, info, representative))
+    except RuntimeError as error:
+        print(
+            f"{PROG}: error: the {args.quantization} model does not run in TFLite: "
+            f"{str(error).strip().splitlines()[0]}",
+            file=sys.stderr,
+        )
+        return exit_codes.USAGE
     tf.io.gfile.makedirs(args.output_dir)
     path = os.path.join(args.output_dir, MODEL_FILE)
     with tf.io.gfile.GFile(path, "wb") as f:

@@ -180,7 +180,8 @@ def test_one_batch_of_images_of_two_sizes(served, tiny_model, tiny_shapes):
 def test_undecodable_image_is_a_tensorflow_error_at_serving_time(served):
     error = str(served["outputs"]["garbage/error"])
     assert error.startswith("InvalidArgumentError: ")
-    assert "Unknown image file format. One of JPEG, PNG, GIF, BMP required." in error
+    assert "Unknown image file format" in error
+    assert "DecodeImage" in error  # names the op that failed
 
 
 def test_output_flags_normalize_boxes_and_cast_counts(tiny_model):
