@@ -4,9 +4,8 @@ Every op of the tensor input types converts to TFLite built-in ops: convolutions
 (folded into multiplies and adds), resize (RESIZE_BILINEAR), padding, the box decoder, top-k
 (TOPK_V2) and the static-shape NMS loop (WHILE with ARG_MAX, GATHER, ONE_HOT, SELECT_V2...).
 `image_bytes` and `tf_example` need `DecodeImage` / `ParseExample`, which TFLite has no
-built-in for: they convert only with select TF ops (the Flex delegate, linked into the full
-TensorFlow pip package but not into the small TFLite runtimes), which `allow_select_tf_ops`
-enables.
+built-in for: they convert only with select TF ops (`allow_select_tf_ops`) and run only in a
+TFLite runtime with the Flex delegate, which TensorFlow 2.21's `tf.lite.Interpreter` lacks.
 
 Quantization (`tf.lite.Optimize.DEFAULT`):
 - `dynamic_range`: int8 weights, float activations; no data needed.
