@@ -9,7 +9,7 @@ TFLite runtime with the Flex delegate, which TensorFlow 2.21's `tf.lite.Interpre
 
 Quantization (`tf.lite.Optimize.DEFAULT`):
 - `dynamic_range`: int8 weights, float activations; no data needed.
-- `full_integer` (a known TFLite limitation makes it fail for models with NMS, see below):
+- `full_integer` (a TFLite limitation breaks it for models with NMS, see below):
   int8 weights and activations of the network's convolutions, pooling and
   padding, calibrated on a representative dataset (the signature's inputs built from
   TFRecords); every other op type (`FLOAT_OPS`) stays float with quantize / dequantize around
@@ -18,8 +18,9 @@ Quantization (`tf.lite.Optimize.DEFAULT`):
   tell apart, so the network's residual additions and reshapes stay float too. The signature's
   inputs and outputs keep their types. TFLite applies that op denylist to the main subgraph
   only: the body of the NMS loop (a WHILE op) is quantized to int8 anyway, and its int8 IoU
-  division fails at run time (`div.cc data[i] != 0`). `export_tflite_model` runs every model
-  once after converting and reports this instead of writing a model that cannot run.
+  division fails at run time when a union rounds to 0 (`div.cc data[i] != 0`; it does for the
+  demo model). `export_tflite_model` runs every model once after converting and reports a
+  failure instead of writing a model that cannot run.
 """
 
 import tensorflow as tf

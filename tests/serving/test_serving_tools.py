@@ -65,19 +65,30 @@ def test_tflite_float_matches_the_saved_model(tflite_models, saved_model_results
         np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-3)
 
 
-def test_tflite_full_integer_reports_the_quantized_nms_loop_instead_of_writing_it(
+def test_tflite_full_integer_writes_a_model_that_runs_or_says_why_not(
     tiny_model, tiny_shapes, tmp_path, capsys
 ):
-    # TFLite quantizes the NMS while-loop body to int8 whatever the op denylist says, and
-    # the int8 IoU division fails at run time: the tool says so rather than writing the model.
-    assert _export_tflite(tiny_model, tiny_shapes, tmp_path / "int8", "full_integer") == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert err.startswith(
-        "export_tflite_model: error: the full_integer model does not run in TFLite: "
+    # TFLite quantizes the NMS while-loop body to int8 whatever the op denylist says; whether
+    # its int8 IoU division then meets a zero union depends on the weights and the data (it did
+    # for the demo model). Either way the tool never leaves a model that cannot run.
+    code = _export_tflite(tiny_model, tiny_shapes, tmp_path / "int8", "full_integer")
+    path = tmp_path / "int8" / "model.tflite"
+    if code == 2:
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert err.startswith(
+            "export_tflite_model: error: the full_integer model does not run in TFLite: "
+        )
+        assert not path.exists()
+        return
+    assert code == 0
+    interpreter = loaded.tflite_interpreter(str(path))
+    dtypes = [detail["dtype"] for detail in interpreter.get_tensor_details()]
+    assert dtypes.count(np.int8) > 10  # convolution weights and activations
+    results = loaded.load(str(path)).predict(
+        [loaded.Example(serialized=r) for r in _records(tiny_shapes)[:2]]
     )
-    assert "(DIV) failed to invoke" in err
-    assert not (tmp_path / "int8" / "model.tflite").exists()
+    assert all(len(r["scores"]) == 10 for r in results)
 
 
 def test_evaluate_model_reproduces_the_eval_detections_and_metrics(exports, tiny_model, tmp_path):
