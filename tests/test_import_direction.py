@@ -1,7 +1,7 @@
 """The package's dependencies run one way:
 
-    main_lib / experiment / tools (-> cli) -> executor -> (model_fns) -> modeling / dataloader /
-    evaluation -> ops -> hyperparameters
+    main_lib / experiment / tools (-> cli) -> (serving) -> executor -> (model_fns) -> modeling /
+    dataloader / evaluation -> ops -> hyperparameters
 
 `executor` runs any model fn through the contract in `core` and imports no model code;
 `model_fns` join networks, parsers and evaluators; `modeling`, `dataloader` and `evaluation`
@@ -30,6 +30,15 @@ ALLOWED = {
     "executor": {"core", "hyperparameters"},
     "main_lib": {"cli", "configs", "core", "hyperparameters", "experiment"},
     "experiment": {"cli", "core", "executor", "model_fns", "dataloader", "hyperparameters"},
+    "serving": {
+        "core",
+        "hyperparameters",
+        "configs",
+        "ops",
+        "dataloader",
+        "model_fns",
+        "executor",
+    },
     "tools": {
         "cli",
         "main_lib",
@@ -42,6 +51,7 @@ ALLOWED = {
         "evaluation",
         "model_fns",
         "executor",
+        "serving",
     },
 }
 

@@ -106,14 +106,16 @@ def parse_records(dataset, parser_fn, finite, paired_dataset=None):
         end = (tf.constant(""), tf.constant(_END_INDEX, tf.int64), tf.constant(""))
         dataset = dataset.concatenate(tf.data.Dataset.from_tensors(end))
 
-    # The paired element travels as a tuple of 0 or 1 items, so one code path serves both.
-    def parse_one(record, extra):
-        return parser_fn(record, *extra)
-
+    # Without a paired stream a constant stands in for it, so one code path serves both.
     if paired_dataset is None:
-        extras = tf.data.Dataset.from_tensors(()).repeat()
+        extras = tf.data.Dataset.from_tensors(tf.constant(0)).repeat()
+
+        def parse_one(record, unused_extra):
+            return parser_fn(record)
+
     else:
-        extras = paired_dataset.map(lambda element: (element,))
+        extras = paired_dataset
+        parse_one = parser_fn
     # Markers bypass the parser with zeros of its output structure.
     spec = tf.data.Dataset.zip((dataset, extras)).map(lambda e, x: parse_one(e[2], x)).element_spec
 

@@ -104,6 +104,26 @@ def restore_model(model, checkpoint_path):
         ) from None
 
 
+def resolve_checkpoint_path(path):
+    """The checkpoint that `path` names: itself, or the latest one of a training directory.
+
+    Args:
+      path: a checkpoint prefix (`model_dir/ckpt-800`) or a directory with a `checkpoint`
+        state file.
+
+    Raises:
+      FileNotFoundError: a directory without checkpoints, or a prefix without `.index` file.
+    """
+    resolved = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
+    if not resolved:
+        raise FileNotFoundError(f"no checkpoint found in {path}")
+    if not tf.io.gfile.exists(resolved + ".index"):
+        raise FileNotFoundError(
+            f"{resolved} is neither a directory nor a checkpoint ({resolved}.index does not exist)"
+        )
+    return resolved
+
+
 def checkpoint_paths(model_dir):
     """All checkpoints the state file of `model_dir` lists, oldest first."""
     state = tf.train.get_checkpoint_state(model_dir)

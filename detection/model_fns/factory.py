@@ -29,3 +29,8 @@ def model_fn_from_params(params):
       ParamsError: the model type has no implementation yet.
     """
     return registry.lookup(_MODEL_FNS, params.type, "model")(params)
+
+
+def model_types():
+    """The registered model types (the keys `params.type` may take)."""
+    return tuple(_MODEL_FNS)

@@ -209,3 +209,46 @@ def paste_instance_mask(mask, box, image_height, image_width, threshold=0.5):
     values = row_weights @ mask @ col_weights.T
     out[y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]] = values >= threshold
     return out
+
+
+def paste_instance_masks(masks, boxes, height, width):
+    """TensorFlow twin of `paste_instance_mask` for a batch of masks, soft values.
+
+    Same geometry: image pixel centre `p + 0.5` falls at mask coordinate
+    `(p + 0.5 - box_start) / cell - 0.5`, sampled bilinearly with the mask counted as 0 outside
+    its cells. A zero border of one cell around each mask makes `crop_and_resize` (which
+    extrapolates 0 beyond its input) compute exactly that.
+
+    Args:
+      masks: [n, mask_h, mask_w] foreground probabilities over `boxes`.
+      boxes: [n, 4] yxyx in image pixels (may extend past the image).
+      height, width: scalar ints or int32 tensors, the output size.
+
+    Returns:
+      [n, height, width] float32 soft masks; threshold them (>= 0.5) for binary masks.
+    """
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
+    mask_h, mask_w = masks.shape[1], masks.shape[2]
+    padded = tf.pad(masks, [[0, 0], [1, 1], [1, 1]])[..., tf.newaxis]
+    out_size = tf.cast(tf.stack([height, width]), tf.float32)
+    start = boxes[:, :2]
+    cell = (boxes[:, 2:] - start) / tf.constant([mask_h, mask_w], tf.float32)
+    # An empty box pastes nothing (as the NumPy version); a unit cell keeps the maths finite.
+    non_empty = tf.reduce_all(cell > 0, axis=-1)
+    cell = tf.where(non_empty[:, tf.newaxis], cell, 1.0)
+    # Padded-mask coordinates (index of cell centres; the border shifts them by 1) of the
+    # first and last output pixels; crop_and_resize wants them over (padded size - 1).
+    first = (0.5 - start) / cell + 0.5
+    last = (out_size - 0.5 - start) / cell + 0.5
+    denominator = tf.constant([mask_h + 1, mask_w + 1], tf.float32)
+    normalized = tf.concat([first / denominator, last / denominator], axis=-1)
+    pasted = tf.image.crop_and_resize(
+        padded,
+        normalized,
+        tf.range(tf.shape(masks)[0], dtype=tf.int32),
+        tf.cast(tf.stack([height, width]), tf.int32),
+        method="bilinear",
+        extrapolation_value=0.0,
+    )
+    return tf.where(non_empty[:, tf.newaxis, tf.newaxis], pasted[..., 0], 0.0)

@@ -53,40 +53,54 @@ def greedy_nms_indices(
         raise ValueError(f"the number of boxes must be static, got {scores.shape}.")
     flat_boxes = tf.reshape(boxes, [-1, num_boxes, 4])
     flat_scores = tf.reshape(tf.cast(scores, tf.float32), [-1, num_boxes])
-    neg_inf = tf.constant(float("-inf"), tf.float32)
-    live_scores = tf.where(flat_scores > score_threshold, flat_scores, neg_inf)
+    alive = tf.ones_like(flat_scores, tf.bool)
+    if score_threshold != float("-inf"):
+        alive = flat_scores > score_threshold
+    # Removed boxes score below every box: a finite floor instead of -inf, so that no tensor
+    # holds an infinity (TFLite's int8 calibration cannot quantize one).
+    floor = _score_floor(flat_scores)
     num_problems = tf.shape(flat_scores)[0]
     out_indices = tf.zeros([num_problems, max_output_size], tf.int32)
     num_valid = tf.zeros([num_problems], tf.int32)
     slots = tf.range(max_output_size)
 
-    def _cond(step, live, unused_out, unused_num):
-        return tf.logical_and(step < max_output_size, tf.reduce_any(live > neg_inf))
+    def _cond(step, alive, *unused):
+        return tf.logical_and(step < max_output_size, tf.reduce_any(alive))
 
-    def _body(step, live, out, num):
-        best = tf.argmax(live, axis=-1, output_type=tf.int32)
-        found = tf.reduce_max(live, axis=-1) > neg_inf
-        best_box = tf.gather(flat_boxes, best[:, tf.newaxis], batch_dims=1)
-        ious = box_ops.box_iou(best_box, flat_boxes)[:, 0, :]
+    def _body(step, alive, out, num, scores, boxes, floor):
+        best = tf.argmax(tf.where(alive, scores, floor), axis=-1, output_type=tf.int32)
+        # The best box is alive exactly when any box is (dead ones score `floor`).
+        found = tf.gather(alive, best[:, tf.newaxis], batch_dims=1)[:, 0]
+        best_box = tf.gather(boxes, best[:, tf.newaxis], batch_dims=1)
+        ious = box_ops.box_iou(best_box, boxes)[:, 0, :]
         # The chosen box always leaves the pool, even with IoU 0 to itself
         # (degenerate boxes), or the loop would pick it again.
         drop = tf.logical_or(
             ious > iou_threshold, tf.one_hot(best, num_boxes, on_value=True, off_value=False)
         )
-        live = tf.where(tf.logical_and(drop, found[:, tf.newaxis]), neg_inf, live)
+        alive = tf.logical_and(alive, tf.logical_not(drop))
         write = tf.logical_and(slots[tf.newaxis, :] == step, found[:, tf.newaxis])
         out = tf.where(write, best[:, tf.newaxis], out)
         num = num + tf.cast(found, tf.int32)
-        return step + 1, live, out, num
+        # Float tensors ride along as loop variables times a 1 the converter cannot fold:
+        # TFLite's int8 calibration crashes on loop-invariant float tensors of a WHILE body.
+        one = tf.cast(step >= 0, tf.float32)
+        return step + 1, alive, out, num, scores * one, boxes * one, floor * one
 
-    _, _, out_indices, num_valid = tf.while_loop(
+    _, _, out_indices, num_valid, _, _, _ = tf.while_loop(
         _cond,
         _body,
-        (tf.constant(0), live_scores, out_indices, num_valid),
+        (tf.constant(0), alive, out_indices, num_valid, flat_scores, flat_boxes, floor),
         maximum_iterations=max_output_size,
     )
     out_shape = tf.concat([outer_shape, [max_output_size]], axis=0)
     return (tf.reshape(out_indices, out_shape), tf.reshape(num_valid, outer_shape))
+
+
+def _score_floor(scores):
+    """A finite score below every entry of `scores` (scalar)."""
+    lowest = tf.reduce_min(scores)
+    return lowest - 1.0 - tf.abs(lowest)
 
 
 def _gather_kept(values, indices, num_valid):
@@ -234,16 +248,18 @@ def multiclass_nms(
     )
     valid = tf.range(max_total_size)[tf.newaxis, :] < tf.reshape(num_valid, [-1, 1])
     # Padded slots rank below every real detection in the merge.
-    kept_scores = tf.where(valid, tf.cast(kept_scores, tf.float32), float("-inf"))
+    kept_scores = tf.cast(kept_scores, tf.float32)
+    kept_scores = tf.where(valid, kept_scores, _score_floor(kept_scores))
 
     merged = num_classes * max_total_size
+    valid = tf.reshape(valid, [batch_size, merged])
     kept_scores = tf.reshape(kept_scores, [batch_size, merged])
     kept_boxes = tf.reshape(kept_boxes, [batch_size, merged, 4])
     kept_classes = tf.tile(
         tf.repeat(tf.range(num_classes, dtype=tf.int32), max_total_size)[None], [batch_size, 1]
     )
     top_scores, order = tf.math.top_k(kept_scores, k=max_total_size, sorted=True)
-    is_valid = top_scores > float("-inf")
+    is_valid = tf.gather(valid, order, batch_dims=1)
     detection_boxes = tf.where(
         is_valid[..., tf.newaxis], tf.gather(kept_boxes, order, batch_dims=1), 0.0
     )

@@ -140,7 +140,10 @@ class MultilevelDetectionGenerator:
                 )
             num_classes = cls_out.shape[-1] // num_anchors
             batch_size = tf.shape(box_out)[0]
-            logits = tf.reshape(cls_out, [batch_size, -1, num_classes])
+            # The anchor count stays static even when the batch is not (serving with a
+            # dynamic batch): NMS needs a static number of boxes.
+            num_level_anchors = box_out.shape[1] * box_out.shape[2] * num_anchors
+            logits = tf.reshape(cls_out, [batch_size, num_level_anchors, num_classes])
             logits = tf.cast(logits, tf.float32)
             scores = tf.sigmoid(logits) if self._apply_sigmoid else logits
             all_scores.append(scores[:, :, 1:])
@@ -148,7 +151,7 @@ class MultilevelDetectionGenerator:
                 tf.cast(anchor_boxes[level], tf.float32),
                 [-1, box_out.shape[1] * box_out.shape[2] * num_anchors, 4],
             )
-            deltas = tf.reshape(tf.cast(box_out, tf.float32), [batch_size, -1, 4])
+            deltas = tf.reshape(tf.cast(box_out, tf.float32), [batch_size, num_level_anchors, 4])
             all_boxes.append(box_ops.decode_boxes(deltas, anchors))
         boxes = tf.concat(all_boxes, axis=1)
         image_shape = tf.cast(image_shape, tf.float32)

@@ -2,15 +2,21 @@
 
     python -m detection.tools.inference --model=retinanet --config_file=my.yaml \
         --model_dir=DIR --image_file_pattern='images/*.jpg' --label_map_file=labels.csv \
-        --output_dir=OUT
+        --output_dir=OUT [--output_json=detections.json]
 
-Images are preprocessed exactly as in evaluation (normalize, resize keeping the aspect ratio,
-pad to the parser's `output_size`); boxes are mapped back to original pixels for drawing, and
-instance masks (Mask R-CNN) are pasted into the original image as in COCO evaluation.
+The model is a training directory or checkpoint (`--model_dir`, with the params flags), or an
+exported model: `--saved_model_dir` (export_saved_model) or `--tflite_file`
+(export_tflite_model), which need no params. Images are preprocessed exactly as in evaluation
+(normalize, resize keeping the aspect ratio, pad to the parser's `output_size`); boxes are
+mapped back to original pixels for drawing, and instance masks (Mask R-CNN, from a checkpoint)
+are pasted into the original image as in COCO evaluation. `--output_json` writes every
+detection as a COCO result (`image_id` is the file name's number when it has one, else its
+index; `file_name` is added).
 """
 
 import argparse
 import glob
+import json
 import os
 import sys
 
@@ -28,6 +34,7 @@ from detection.hyperparameters import ParamsError
 from detection.model_fns import factory as model_fn_factory
 from detection.ops import boxes as box_ops
 from detection.ops import masks as mask_ops
+from detection.serving import loaded
 from detection.tools import visualize
 
 
@@ -43,13 +50,7 @@ class Detector:
           FileNotFoundError: no checkpoint at `checkpoint`.
           ValueError: the checkpoint does not hold this model's variables.
         """
-        path = tf.train.latest_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
-        if not path:
-            raise FileNotFoundError(f"no checkpoint found in {checkpoint}")
-        if not tf.io.gfile.exists(path + ".index"):
-            raise FileNotFoundError(
-                f"{path} is neither a directory nor a checkpoint ({path}.index does not exist)"
-            )
+        path = checkpoints.resolve_checkpoint_path(checkpoint)
         self.checkpoint_path = path
         self._model_fn = model_fn_factory.model_fn_from_params(params)
         self._model = self._model_fn.build_model()
@@ -116,39 +117,73 @@ def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     main_lib.add_params_flags(parser)
     parser.add_argument(
-        "--model_dir",
-        required=True,
-        help="training directory (latest checkpoint) or a checkpoint path",
+        "--model_dir", default=None, help="training directory (latest checkpoint) or a checkpoint"
     )
+    parser.add_argument("--saved_model_dir", default=None, help="a SavedModel directory")
+    parser.add_argument("--tflite_file", default=None, help="a .tflite model")
     parser.add_argument("--image_file_pattern", required=True)
     parser.add_argument(
         "--label_map_file", default=None, help="'id,name' CSV or COCO JSON with categories"
     )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--min_score", type=float, default=0.3)
+    parser.add_argument("--output_json", default=None, help="write COCO results JSON here")
     return parser.parse_args(argv)
+
+
+class ExportedDetector:
+    """An exported detection model with the `Detector` call: image -> original-pixel results."""
+
+    def __init__(self, path):
+        self._model = loaded.load(path)
+        if self._model.kind.name != "detection":
+            raise ValueError(f"{path} is a {self._model.kind.name} model, not a detector")
+
+    def __call__(self, image):
+        result = self._model.predict([loaded.Example(image=image)])[0]
+        return {key: result[key] for key in ("boxes", "classes", "scores")}
+
+
+def _detector(args):
+    sources = [a for a in (args.model_dir, args.saved_model_dir, args.tflite_file) if a]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of --model_dir, --saved_model_dir, --tflite_file")
+    if args.model_dir:
+        params = loader.load_params(args.model, args.config_file, args.params_override)
+        return Detector(params, args.model_dir)
+    return ExportedDetector(args.saved_model_dir or args.tflite_file)
+
+
+def coco_results(image_id, path, result):
+    """COCO result dicts (`bbox` [x, y, w, h] in original pixels) of one image's detections."""
+    return [
+        {
+            "image_id": image_id,
+            "file_name": os.path.basename(path),
+            "category_id": int(category),
+            "bbox": [float(v) for v in box_ops.yxyx_to_xywh(np.asarray(box, np.float64))],
+            "score": float(score),
+        }
+        for box, category, score in zip(result["boxes"], result["classes"], result["scores"])
+    ]
 
 
 def main(argv=None):
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        params = loader.load_params(args.model, args.config_file, args.params_override)
-    except ParamsError as error:
-        print(f"inference: error: {error}", file=sys.stderr)
-        return exit_codes.USAGE
     files = sorted(glob.glob(args.image_file_pattern))
     if not files:
         print(f"inference: error: no file matches {args.image_file_pattern}", file=sys.stderr)
         return exit_codes.USAGE
     try:
         names = visualize.load_category_names(args.label_map_file) if args.label_map_file else {}
-        detector = Detector(params, args.model_dir)
+        detector = _detector(args)
     except (FileNotFoundError, ValueError, ParamsError) as error:
-        # A wrong --model_dir or label map, or a config of another architecture.
+        # A wrong model path, label map or config (of another architecture, say).
         print(f"inference: error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
         return exit_codes.USAGE
     os.makedirs(args.output_dir, exist_ok=True)
-    for path in files:
+    results = []
+    for index, path in enumerate(files):
         image = read_image(path)
         result = detector(image)
         drawn = visualize.draw_detections(
@@ -163,6 +198,12 @@ def main(argv=None):
         out = os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
         Image.fromarray(drawn).save(out)
         print(f"{path}: {int(np.sum(result['scores'] >= args.min_score))} detections -> {out}")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        results += coco_results(int(stem) if stem.isdigit() else index, path, result)
+    if args.output_json:
+        with open(args.output_json, "w", encoding="utf-8") as f:
+            json.dump(results, f)
+        print(f"{len(results)} detections -> {args.output_json}")
     return 0
 
 

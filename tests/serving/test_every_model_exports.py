@@ -1,0 +1,95 @@
+"""Every model type registered in detection/model_fns/factory.py exports to a SavedModel.
+
+Each is built tiny from the small params below, saved with its initial weights, exported with
+a raw_image_tensor signature, loaded back with plain `tf.saved_model.load` and called. A new
+model type fails here until it has a serving kind (detection/serving/factory.py), tiny params
+below, and PREDICT outputs its kind can format.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from detection.configs import loader
+from detection.executor import checkpoints
+from detection.model_fns import factory as model_fn_factory
+from detection.serving import factory, input_types
+from detection.serving import module as serving_module
+from detection.serving.outputs import OutputOptions
+
+SMALL_BACKBONE = {"resnet": {"resnet_depth": 10}, "fpn": {"fpn_feat_dims": 16}}
+SMALL_DETECTION_POSTPROCESS = {"postprocess": {"max_total_size": 10, "pre_nms_num_boxes": 50}}
+TWO_STAGE = {
+    **SMALL_BACKBONE,
+    **SMALL_DETECTION_POSTPROCESS,
+    "architecture": {"num_classes": 4, "use_bfloat16": False},
+    "maskrcnn_parser": {"output_size": [64, 64]},
+    "rpn_head": {"num_filters": 16},
+    "frcnn_head": {"num_filters": 16, "fc_dims": 32},
+    "mrcnn_head": {"num_convs": 1, "num_filters": 16},
+    "roi_proposal": {"test_rpn_pre_nms_top_k": 100, "test_rpn_post_nms_top_k": 20},
+}
+TINY_PARAMS = {
+    "retinanet": {
+        **SMALL_BACKBONE,
+        **SMALL_DETECTION_POSTPROCESS,
+        "architecture": {"min_level": 3, "max_level": 5, "num_classes": 4, "use_bfloat16": False},
+        "retinanet_head": {"num_convs": 1, "num_filters": 16},
+        "retinanet_parser": {"output_size": [64, 64]},
+    },
+    "mask_rcnn": TWO_STAGE,
+    "cascade_mask_rcnn": TWO_STAGE,
+    "shapemask": {
+        **SMALL_BACKBONE,
+        **SMALL_DETECTION_POSTPROCESS,
+        "architecture": {"num_classes": 4, "use_bfloat16": False},
+        "shapemask_parser": {"output_size": [64, 64]},
+    },
+    "classification": {
+        "resnet": {"resnet_depth": 10},
+        "architecture": {"num_classes": 4, "use_bfloat16": False},
+        "classification_parser": {"output_size": [64, 64]},
+    },
+    "segmentation": {
+        **SMALL_BACKBONE,
+        "architecture": {"num_classes": 4, "use_bfloat16": False},
+        "segmentation_parser": {"output_size": [64, 64]},
+    },
+}
+
+
+def _check_outputs(kind, outputs, num_classes):
+    if kind == "detection":
+        assert outputs["num_detections"].shape == (1,)
+        assert outputs["detection_boxes"].shape == (1, 10, 4)
+        assert np.all(outputs["detection_classes"] < num_classes)
+        if "detection_masks" in outputs:
+            assert outputs["detection_masks"].shape[:2] == (1, 10)
+    elif kind == "classification":
+        assert outputs["logits"].shape == (1, num_classes)
+        np.testing.assert_allclose(np.sum(outputs["probabilities"]), 1.0, rtol=1e-5)
+    else:
+        # The 48 x 40 raw image is its own original image.
+        assert outputs["label_map"].shape == (1, 48, 40)
+        assert np.all((outputs["label_map"] >= 0) & (outputs["label_map"] < num_classes))
+
+
+@pytest.mark.parametrize("model_type", model_fn_factory.model_types())
+def test_every_registered_model_type_exports(model_type, tmp_path):
+    assert model_type in TINY_PARAMS, f"add tiny params for {model_type!r} to {__file__}"
+    kind = factory.kind_of(model_type)
+    params = loader.load_params(model_type, [], json.dumps(TINY_PARAMS[model_type]))
+    model = model_fn_factory.model_fn_from_params(params).build_model()
+    checkpoint = tf.train.Checkpoint(model=checkpoints.model_variables(model))
+    prefix = checkpoint.save(str(tmp_path / "run" / "ckpt"))
+    spec = input_types.resolve_input_spec(
+        "raw_image_tensor", 1, (48, 40), factory.network_input_size(params)
+    )
+    module = serving_module.build_serving_module(params, prefix, spec, OutputOptions())
+    serving_module.export_saved_model(module, str(tmp_path / "export"))
+    signature = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
+    image = np.random.default_rng(0).normal(size=(1, 48, 40, 3)).astype(np.float32)
+    outputs = {k: v.numpy() for k, v in signature(input=tf.constant(image)).items()}
+    _check_outputs(kind.name, outputs, params.architecture.num_classes)
