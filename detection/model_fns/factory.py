@@ -9,6 +9,8 @@ from detection.model_fns.retinanet import RetinaNetModelFn
 
 _MODEL_FNS = {"retinanet": RetinaNetModelFn}
 
+MODELS = tuple(_MODEL_FNS)
+
 
 def model_fn_from_params(params):
     """Returns the ModelFn for `params.type`.

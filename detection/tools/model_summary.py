@@ -4,15 +4,15 @@
         [--config_file=F ...] [--params_override=S]
 
 Builds the network from the params (float32; the counts do not depend on the compute dtype)
-and prints, for the backbone, the feature pyramid, the head and the whole network: all and
-trainable parameters, and the multiply-accumulates of one forward pass of a batch of 1 at the
-parser's `output_size`.
+and prints, for the backbone, the decoder (FPN, NAS-FPN; none for `identity`), the head and
+the whole network: all and trainable parameters, and the multiply-accumulates of one forward
+pass of a batch of 1 at the parser's `output_size`.
 
 Units: "GMACs" are 1e9 multiply-accumulates of convolutions and matrix products (what TF Model
 Garden, torchvision and timm tables call "FLOPs"); "GFLOPs" are 2 x GMACs (one multiply and
 one add each). Element-wise work (batch norm, activations, additions, upsampling) is not
 counted. Each component is traced on its own from zero inputs of its static input shapes, so
-the three rows add up to the separately traced whole network only if nothing runs outside them.
+the component rows add up to the separately traced whole network only if nothing runs outside them.
 
 Bad flags or params end the process with exit code 2 and one line on stderr.
 """
@@ -34,7 +34,8 @@ class ComponentSummary:
     """Counts of one part of a network.
 
     Attributes:
-      name: 'backbone', 'fpn', 'head' or 'total'.
+      name: 'backbone', the decoder ('fpn', 'nasfpn'; none for 'identity'), 'head' or
+        'total'.
       params: number of scalars in all weights (batch-norm moving statistics included).
       trainable_params: number of scalars in the trainable weights.
       macs: multiply-accumulates of one forward pass (convolutions and matrix products).
@@ -83,6 +84,31 @@ def _row(name, layer, macs):
     )
 
 
+def _backbone_text(params):
+    """The backbone's name as the zoo tables spell it: resnet-50, spinenet-49S, efficientnet-b0."""
+    name = params.architecture.backbone
+    if name == "resnet":
+        return f"resnet-{params.resnet.resnet_depth}"
+    if name in ("spinenet", "spinenet_mbconv"):
+        return f"{name}-{params[name].model_id}"
+    return name
+
+
+def _decoder_text(params):
+    """The decoder with the settings that set its size, e.g. 'nasfpn 7 x 256'."""
+    architecture = params.architecture
+    name = architecture.multilevel_features
+    levels = f"P{architecture.min_level}-P{architecture.max_level}"
+    if name == "fpn":
+        return f"fpn {levels} ({params.fpn.fpn_feat_dims} ch)"
+    if name == "nasfpn":
+        p = params.nasfpn
+        return f"nasfpn {levels} ({p.num_repeats} cells x {p.fpn_feat_dims} ch, {p.block_fn})"
+    if name == "identity":
+        return f"identity (backbone {levels} to the head)"
+    return f"{name} {levels}"
+
+
 def _retinanet_summary(params):
     # Heavy imports (TensorFlow, Keras) only once the flags and params are known to be valid.
     import tensorflow as tf
@@ -102,6 +128,12 @@ def _retinanet_summary(params):
     def _shapes(tensors):
         return {level: tuple(t.shape) for level, t in tensors.items()}
 
+    def _pyramid(x):
+        features = network.backbone(x, training=False)
+        if network.fpn is not None:
+            features = network.fpn(features, training=False)
+        return features
+
     # Static shapes of the component inputs at the real size, from a symbolic trace.
     spec = tf.TensorSpec(input_shape, tf.float32)
     backbone_shapes = _shapes(
@@ -109,38 +141,41 @@ def _retinanet_summary(params):
         .get_concrete_function(spec)
         .structured_outputs
     )
-    fpn_shapes = _shapes(
-        tf.function(lambda x: network.fpn(network.backbone(x, training=False), training=False))
-        .get_concrete_function(spec)
-        .structured_outputs
-    )
+    pyramid_shapes = _shapes(tf.function(_pyramid).get_concrete_function(spec).structured_outputs)
 
     def _from_zeros(layer, shapes):
         # The zero inputs are graph constants, so the traced graph holds exactly this
         # layer's operations (tracing folds nothing).
         return lambda unused: layer({k: tf.zeros(s) for k, s in shapes.items()}, training=False)
 
-    backbone_macs = flops.count_macs(lambda x: network.backbone(x, training=False), input_shape)
-    fpn_macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
-    head_macs = flops.count_macs(_from_zeros(network.head, fpn_shapes), (1,))
-    total_macs = flops.count_macs(lambda x: network(x, training=False), input_shape)
     architecture = params.architecture
     head = params.retinanet_head
+    rows = [
+        _row(
+            "backbone",
+            network.backbone,
+            flops.count_macs(lambda x: network.backbone(x, training=False), input_shape),
+        )
+    ]
+    # `identity` has no decoder: the backbone's levels go to the head, so no row.
+    if network.fpn is not None:
+        macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
+        rows.append(_row(architecture.multilevel_features, network.fpn, macs))
+    rows.append(
+        _row(
+            "head", network.head, flops.count_macs(_from_zeros(network.head, pyramid_shapes), (1,))
+        )
+    )
+    rows.append(
+        _row("total", network, flops.count_macs(lambda x: network(x, training=False), input_shape))
+    )
     description = (
-        f"RetinaNet: {architecture.backbone}"
-        + (f"-{params.resnet.resnet_depth}" if architecture.backbone == "resnet" else "")
-        + f", {architecture.multilevel_features} P{architecture.min_level}-"
-        f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch), head "
-        f"{head.num_convs}x{head.num_filters}, {architecture.num_classes} classes, "
-        f"{anchors_per_location(params)} anchors/location"
+        f"RetinaNet: {_backbone_text(params)}, {_decoder_text(params)}, head "
+        f"{head.num_convs}x{head.num_filters}"
+        + (" separable" if head.use_separable_conv else "")
+        + f", {architecture.num_classes} classes, {anchors_per_location(params)} anchors/location"
     )
-    rows = (
-        _row("backbone", network.backbone, backbone_macs),
-        _row("fpn", network.fpn, fpn_macs),
-        _row("head", network.head, head_macs),
-        _row("total", network, total_macs),
-    )
-    return ModelSummary(description=description, input_shape=input_shape, components=rows)
+    return ModelSummary(description=description, input_shape=input_shape, components=tuple(rows))
 
 
 _SUMMARIES = {"retinanet": _retinanet_summary}
