@@ -73,13 +73,30 @@ BASE_CFG = {
     },
     "dropblock": {"dropblock_keep_prob": None, "dropblock_size": None},
     "resnet": {"resnet_depth": 50, "init_drop_connect_rate": None},
-    "spinenet": {"model_id": "49", "init_drop_connect_rate": None, "use_native_resize_op": False},
+    # New in both SpineNet sections: the scaling of the model id, each key overriding one
+    # value (null: the model id's). The original's own SpineNet files set them (its
+    # spinenet*_retinanet.yaml once scaled the models with these keys instead of model_id).
+    "spinenet": {
+        "model_id": "49",
+        "init_drop_connect_rate": None,
+        "use_native_resize_op": False,
+        "endpoints_num_filters": None,
+        "filter_size_scale": None,
+        "resample_alpha": None,
+        "block_repeats": None,
+    },
     "spinenet_mbconv": {
         "model_id": "49",
         "se_ratio": 0.2,
         "init_drop_connect_rate": None,
         "use_native_resize_op": False,
+        "endpoints_num_filters": None,
+        "filter_size_scale": None,
+        "block_repeats": None,
     },
+    # New: width and depth multipliers of `backbone: efficientnet-bN` (null: bN's published
+    # coefficients); the original had no keys for EfficientNet.
+    "efficientnet": {"width_coefficient": None, "depth_coefficient": None},
     "enable_summary": False,
 }
 

@@ -21,6 +21,8 @@ _MODEL_FNS = {
     "shapemask": ShapeMaskModelFn,
 }
 
+MODELS = tuple(_MODEL_FNS)
+
 
 def model_fn_from_params(params):
     """Returns the ModelFn for `params.type`.

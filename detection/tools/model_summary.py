@@ -4,7 +4,7 @@
         [--config_file=F ...] [--params_override=S]
 
 Builds the network from the params (float32; the counts do not depend on the compute dtype)
-and prints, for the backbone, the feature pyramid, each head (RetinaNet: one; Mask R-CNN: the
+and prints, for the backbone, the decoder (FPN, NAS-FPN; none for `identity`), each head (RetinaNet: one; Mask R-CNN: the
 RPN, the box head of each cascade stage, the mask head) and the whole network: all and
 trainable parameters, and the multiply-accumulates of one forward pass of a batch of 1 at the
 parser's `output_size` (Mask R-CNN at inference: box heads on the test proposals, the mask
@@ -36,7 +36,8 @@ class ComponentSummary:
     """Counts of one part of a network.
 
     Attributes:
-      name: 'backbone', 'fpn', a head ('head', 'rpn head', 'box head 0', 'mask head'...) or
+      name: 'backbone', the decoder ('fpn', 'nasfpn'; none for 'identity'), a head ('head',
+        'rpn head', 'box head 0', 'mask head'...) or
         'total'.
       params: number of scalars in all weights (batch-norm moving statistics included).
       trainable_params: number of scalars in the trainable weights.
@@ -107,15 +108,22 @@ def _from_zeros(layer, *shapes, **kwargs):
     return lambda unused: layer(*[zeros(s) for s in shapes], training=False, **kwargs)
 
 
-def _pyramid_rows(network, input_shape):
-    """Backbone and FPN rows of `network` at `input_shape`, and the FPN output shapes.
+def _pyramid_rows(network, input_shape, decoder_name):
+    """Backbone and decoder rows of `network` at `input_shape`, and the pyramid's shapes.
 
-    Both networks hold their parts as `network.backbone` / `network.fpn`; the static input
+    The networks hold their parts as `network.backbone` / `network.fpn` (None for
+    `identity`: no decoder row, the backbone's levels are the pyramid); the static input
     shapes of each part come from a symbolic trace (nothing runs).
     """
     import tensorflow as tf
 
     from detection.modeling import flops
+
+    def pyramid(x):
+        features = network.backbone(x, training=False)
+        if network.fpn is not None:
+            features = network.fpn(features, training=False)
+        return features
 
     spec = tf.TensorSpec(input_shape, tf.float32)
     backbone_shapes = _shapes(
@@ -123,25 +131,42 @@ def _pyramid_rows(network, input_shape):
         .get_concrete_function(spec)
         .structured_outputs
     )
-    fpn_shapes = _shapes(
-        tf.function(lambda x: network.fpn(network.backbone(x, training=False), training=False))
-        .get_concrete_function(spec)
-        .structured_outputs
-    )
+    pyramid_shapes = _shapes(tf.function(pyramid).get_concrete_function(spec).structured_outputs)
     backbone_macs = flops.count_macs(lambda x: network.backbone(x, training=False), input_shape)
-    fpn_macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
-    rows = (_row("backbone", network.backbone, backbone_macs), _row("fpn", network.fpn, fpn_macs))
-    return rows, fpn_shapes
+    rows = [_row("backbone", network.backbone, backbone_macs)]
+    if network.fpn is not None:
+        fpn_macs = flops.count_macs(_from_zeros(network.fpn, backbone_shapes), (1,))
+        rows.append(_row(decoder_name, network.fpn, fpn_macs))
+    return tuple(rows), pyramid_shapes
+
+
+def _backbone_text(params):
+    """The backbone's name as the zoo tables spell it: resnet-50, spinenet-49S, efficientnet-b0."""
+    name = params.architecture.backbone
+    if name == "resnet":
+        return f"resnet-{params.resnet.resnet_depth}"
+    if name in ("spinenet", "spinenet_mbconv"):
+        return f"{name}-{params[name].model_id}"
+    return name
+
+
+def _decoder_text(params):
+    """The decoder with the settings that set its size, e.g. 'nasfpn 7 x 256'."""
+    architecture = params.architecture
+    name = architecture.multilevel_features
+    levels = f"P{architecture.min_level}-P{architecture.max_level}"
+    if name == "fpn":
+        return f"fpn {levels} ({params.fpn.fpn_feat_dims} ch)"
+    if name == "nasfpn":
+        p = params.nasfpn
+        return f"nasfpn {levels} ({p.num_repeats} cells x {p.fpn_feat_dims} ch, {p.block_fn})"
+    if name == "identity":
+        return f"identity (backbone {levels} to the head)"
+    return f"{name} {levels}"
 
 
 def _pyramid_description(params):
-    architecture = params.architecture
-    return (
-        f"{architecture.backbone}"
-        + (f"-{params.resnet.resnet_depth}" if architecture.backbone == "resnet" else "")
-        + f", {architecture.multilevel_features} P{architecture.min_level}-"
-        f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch)"
-    )
+    return f"{_backbone_text(params)}, {_decoder_text(params)}"
 
 
 def _retinanet_summary(params):
@@ -159,13 +184,17 @@ def _retinanet_summary(params):
     # coarsest level is still 1x1, which is much faster than an eager pass at full size.
     side = 2 ** int(params.architecture.max_level)
     network(tf.zeros([1, side, side, 3]), training=False)
-    pyramid, fpn_shapes = _pyramid_rows(network, input_shape)
+    pyramid, fpn_shapes = _pyramid_rows(
+        network, input_shape, params.architecture.multilevel_features
+    )
     head_macs = flops.count_macs(_from_zeros(network.head, fpn_shapes), (1,))
     total_macs = flops.count_macs(lambda x: network(x, training=False), input_shape)
     head = params.retinanet_head
     description = (
         f"RetinaNet: {_pyramid_description(params)}, head "
-        f"{head.num_convs}x{head.num_filters}, {params.architecture.num_classes} classes, "
+        f"{head.num_convs}x{head.num_filters}"
+        + (" separable" if head.use_separable_conv else "")
+        + f", {params.architecture.num_classes} classes, "
         f"{anchors_per_location(params)} anchors/location"
     )
     rows = pyramid + (
@@ -215,11 +244,6 @@ def _staged_summary(description, network, stages, input_shape):
     return ModelSummary(description=description, input_shape=input_shape, components=tuple(rows))
 
 
-def _backbone_name(params):
-    backbone = params.architecture.backbone
-    return f"{backbone}-{params.resnet.resnet_depth}" if backbone == "resnet" else backbone
-
-
 def _classification_summary(params):
     import tensorflow as tf
 
@@ -234,7 +258,7 @@ def _classification_summary(params):
     ]
     head = params.classification_head
     description = (
-        f"Classification: {_backbone_name(params)}, head aggregation "
+        f"Classification: {_backbone_text(params)}, head aggregation "
         f"'{head.aggregation}' (endpoints {head.endpoints_num_filters}, dropout "
         f"{head.dropout_rate}), {params.architecture.num_classes} classes"
     )
@@ -271,7 +295,7 @@ def _segmentation_summary(params):
 
     stages.append(("head", network.head, segmentation_head))
     description = (
-        f"Segmentation: {_backbone_name(params)}"
+        f"Segmentation: {_backbone_text(params)}"
         + (" + ASPP" if network.aspp is not None else "")
         + f", {architecture.multilevel_features} P{architecture.min_level}-"
         f"P{architecture.max_level}"
@@ -312,7 +336,9 @@ def _maskrcnn_summary(params):
     # A symbolic trace builds every variable (the inference path reaches every head) without
     # running the network.
     tf.function(forward).get_concrete_function(tf.TensorSpec(input_shape, tf.float32))
-    pyramid, fpn_shapes = _pyramid_rows(network, input_shape)
+    pyramid, fpn_shapes = _pyramid_rows(
+        network, input_shape, params.architecture.multilevel_features
+    )
     rows = list(pyramid)
     rpn_macs = flops.count_macs(_from_zeros(network.rpn_head, fpn_shapes), (1,))
     rows.append(_row("rpn head", network.rpn_head, rpn_macs))
@@ -444,10 +470,7 @@ def _shapemask_summary(params):
     head = params.retinanet_head
     mask = params.shapemask_head
     description = (
-        f"ShapeMask: {architecture.backbone}"
-        + (f"-{params.resnet.resnet_depth}" if architecture.backbone == "resnet" else "")
-        + f", {architecture.multilevel_features} P{architecture.min_level}-"
-        f"P{architecture.max_level} ({params.fpn.fpn_feat_dims} ch), RetinaNet head "
+        f"ShapeMask: {_pyramid_description(params)}, RetinaNet head "
         f"{head.num_convs}x{head.num_filters} ({anchors_per_location(params)} anchors/location), "
         f"mask heads {mask.num_convs}x{mask.num_downsample_channels} at {crop}x{crop} "
         f"(fine x{mask.upsample_factor}), {network.shape_prior_head.num_clusters} shape "

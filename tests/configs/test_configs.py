@@ -24,7 +24,19 @@ NEW_KEYS = {
     "segmentation": {"nasfpn.min_level", "nasfpn.max_level"},
 }
 EXECUTOR_KEYS = {"train.checkpoint_interval", "train.checkpoint_max_to_keep", "train.jit_compile"}
-NEW_KEYS = {model: keys | EXECUTOR_KEYS for model, keys in NEW_KEYS.items()}
+# The scaling of the backbones' model ids, each value overridable (base_config.py).
+BACKBONE_KEYS = {
+    "spinenet.endpoints_num_filters",
+    "spinenet.filter_size_scale",
+    "spinenet.resample_alpha",
+    "spinenet.block_repeats",
+    "spinenet_mbconv.endpoints_num_filters",
+    "spinenet_mbconv.filter_size_scale",
+    "spinenet_mbconv.block_repeats",
+    "efficientnet.width_coefficient",
+    "efficientnet.depth_coefficient",
+}
+NEW_KEYS = {model: keys | EXECUTOR_KEYS | BACKBONE_KEYS for model, keys in NEW_KEYS.items()}
 
 
 def _flatten(tree, prefix=""):

@@ -72,6 +72,31 @@ def test_matches_numpy_recomputation_without_batch_norm():
         np.testing.assert_allclose(out[str(level)], expected[level], rtol=1e-4, atol=1e-4)
 
 
+def test_odd_level_sizes_crop_the_upsampled_level():
+    # A 100 px image: levels 3, 4, 5 are ceil(100 / 2^l) = 13, 7, 4 pixels, so 2x upsampling
+    # overshoots by one row and column; SpineNet at 64 px has two 1x1 top levels.
+    rng = np.random.default_rng(3)
+    feats = {
+        str(level): rng.normal(size=(1, side, side, 4)).astype(np.float32)
+        for level, side in ((3, 13), (4, 7), (5, 4), (6, 2), (7, 1))
+    }
+    layer = fpn.Fpn(3, 7, fpn_feat_dims=4, use_batch_norm=False)
+    out = layer(feats)
+    for level, side in ((3, 13), (4, 7), (5, 4), (6, 2), (7, 1)):
+        assert out[str(level)].shape == (1, side, side, 4)
+    lateral = {
+        level: conv2d_same_np(feats[str(level)], *_weights(layer._lateral[level]))
+        for level in range(3, 8)
+    }
+    merged = {7: lateral[7]}
+    for level in range(6, 2, -1):
+        side = lateral[level].shape[1]
+        merged[level] = upsample_np(merged[level + 1])[:, :side, :side] + lateral[level]
+    for level in range(3, 8):
+        expected = conv2d_same_np(merged[level], *_weights(layer._post_hoc[level]))
+        np.testing.assert_allclose(out[str(level)], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_batch_norm_is_applied_to_every_output_level():
     feats = backbone_features(64)
     with_bn = fpn.Fpn(3, 7, fpn_feat_dims=8, use_batch_norm=True)

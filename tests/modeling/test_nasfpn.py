@@ -41,11 +41,19 @@ def bn_np(x, norm):
 
 
 def max_pool_np(x, stride):
+    """TF 'SAME' max pool with window = stride: pad with -inf to ceil(h / stride) windows."""
     b, h, w, c = x.shape
-    return x.reshape(b, h // stride, stride, w // stride, stride, c).max(axis=(2, 4))
+    out_h, out_w = -(-h // stride), -(-w // stride)
+    pad_h, pad_w = out_h * stride - h, out_w * stride - w
+    x = np.pad(
+        x,
+        ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
+        constant_values=-np.inf,
+    )
+    return x.reshape(b, out_h, stride, out_w, stride, c).max(axis=(2, 4))
 
 
-def resample_np(x, layer, level, target_level):
+def resample_np(x, layer, level, target_level, side=None):
     if layer._conv is not None:
         x = bn_np(
             conv_same_np(x, layer._conv.kernel.numpy(), layer._conv.bias.numpy()), layer._norm
@@ -54,7 +62,7 @@ def resample_np(x, layer, level, target_level):
         x = max_pool_np(x, 2 ** (target_level - level))
     elif target_level < level:
         s = 2 ** (level - target_level)
-        x = x.repeat(s, axis=1).repeat(s, axis=2)
+        x = x.repeat(s, axis=1).repeat(s, axis=2)[:, :side, :side]
     return x
 
 
@@ -70,9 +78,10 @@ def nasfpn_one_cell_np(features, layer):
         else:
             feats.append(resample_np(feats[-1], layer._inputs[level], level - 1, level))
         levels.append(level)
+    sides = {level: x.shape[1] for level, x in zip(levels, feats)}
     for (level, combine, parents, extras), node in zip(CELL_BY_HAND, layer._cells[0]):
         inputs = [
-            resample_np(feats[j], r, levels[j], level)
+            resample_np(feats[j], r, levels[j], level, sides[level])
             for j, r in zip(parents + extras, node._resamples)
         ]
         a, b = inputs[0], inputs[1]
@@ -114,8 +123,11 @@ def test_cell_wiring_by_hand():
     assert [s.combine_fn for s in nasfpn_cell.NASFPN_BLOCK_SPECS] == [r[1] for r in CELL_BY_HAND]
 
 
-def test_one_cell_matches_numpy():
-    feats = backbone_features()
+@pytest.mark.parametrize("size", [128, 64])
+def test_one_cell_matches_numpy(size):
+    # At 64 px, P6 and P7 are both 1x1 (max pools of the 2x2 P5 with SAME padding), so
+    # upsampling P7 to P6 must not double it.
+    feats = backbone_features(size)
     layer = nasfpn.NasFpn(fpn_feat_dims=8, num_repeats=1)
     layer(feats, training=False)
     randomize(layer, 1)
@@ -126,7 +138,8 @@ def test_one_cell_matches_numpy():
     expected = nasfpn_one_cell_np(feats, layer)
     assert sorted(out, key=int) == ["3", "4", "5", "6", "7"]
     for key in expected:
-        assert out[key].shape == (2, max(128 // 2 ** int(key), 1), max(128 // 2 ** int(key), 1), 8)
+        side = max(size // 2 ** int(key), 1)
+        assert out[key].shape == (2, side, side, 8)
         np.testing.assert_allclose(out[key].numpy(), expected[key], rtol=1e-4, atol=1e-4)
 
 

@@ -109,6 +109,17 @@ class ResNet(keras.layers.Layer):
             for level, filters in zip(range(2, 6), _GROUP_FILTERS)
         }
 
+    def build(self, input_shape):
+        # Stem and blocks in call order, from the image shape: no symbolic run of `call`.
+        self._stem_conv.build(input_shape)
+        shape = self._stem_conv.compute_output_shape(input_shape)
+        self._stem_norm.build(shape)
+        shape = self._stem_pool.compute_output_shape(shape)
+        for blocks in self._groups:
+            for block in blocks:
+                block.build(shape)
+                shape = block.compute_output_shape(shape)
+
     @property
     def output_channels(self):
         """`{'2': c2, ..., '5': c5}` channel counts of the outputs."""

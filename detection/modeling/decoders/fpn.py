@@ -22,10 +22,15 @@ from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers.conv import conv2d
 
 
-def _upsample_nearest_2x(x):
-    """`[b, h, w, c]` -> `[b, 2h, 2w, c]`, each pixel repeated 2x2."""
+def _upsample_nearest_2x(x, size):
+    """`[b, h, w, c]` -> `[b, size[0], size[1], c]`: each pixel repeated 2x2, then cropped.
+
+    A level is `ceil(h / 2)` of the finer one, so the finer level may be one row or column
+    short of `2h` (odd sizes, or two 1x1 top levels): the crop keeps the sizes matched.
+    """
     x = keras.ops.repeat(x, 2, axis=1)
-    return keras.ops.repeat(x, 2, axis=2)
+    x = keras.ops.repeat(x, 2, axis=2)
+    return x[:, : size[0], : size[1]]
 
 
 class Fpn(keras.layers.Layer):
@@ -90,16 +95,16 @@ class Fpn(keras.layers.Layer):
             name=name,
         )
 
-    def build(self, input_shape):
-        if not isinstance(input_shape, dict) or not input_shape:
+    def _backbone_levels(self, inputs):
+        if not isinstance(inputs, dict) or not inputs:
             raise ValueError(
-                f"fpn: expects a dict of backbone features keyed by level, got {input_shape!r}"
+                f"fpn: expects a dict of backbone features keyed by level, got {inputs!r}"
             )
         try:
-            levels = sorted(int(k) for k in input_shape)
+            levels = sorted(int(k) for k in inputs)
         except ValueError as e:
             raise ValueError(
-                f"fpn: feature keys must be level strings, got {sorted(input_shape)}"
+                f"fpn: feature keys must be level strings, got {sorted(inputs)}"
             ) from e
         if levels != list(range(levels[0], levels[-1] + 1)):
             raise ValueError(f"fpn: backbone levels must be contiguous, got {levels}")
@@ -107,6 +112,21 @@ class Fpn(keras.layers.Layer):
             raise ValueError(
                 f"fpn: min_level {self._min_level} is below the finest backbone level {levels[0]}"
             )
+        return levels
+
+    def output_channels_for(self, input_channels):
+        """Checks backbone outputs `{str(level): channels}`; returns the outputs' channels.
+
+        Raises:
+          ValueError: if the backbone levels cannot feed this FPN (the message says why).
+        """
+        self._backbone_levels(input_channels)
+        return {
+            str(level): self._fpn_feat_dims for level in range(self._min_level, self._max_level + 1)
+        }
+
+    def build(self, input_shape):
+        levels = self._backbone_levels(input_shape)
         self._top_level = min(levels[-1], self._max_level)
         top = self._top_level
         self._lateral = {
@@ -136,7 +156,8 @@ class Fpn(keras.layers.Layer):
         }
         merged = {top: laterals[top]}
         for level in range(top - 1, self._min_level - 1, -1):
-            merged[level] = _upsample_nearest_2x(merged[level + 1]) + laterals[level]
+            lateral = laterals[level]
+            merged[level] = _upsample_nearest_2x(merged[level + 1], lateral.shape[1:3]) + lateral
         outputs = {
             level: self._post_hoc[level](merged[level]) for level in range(self._min_level, top + 1)
         }

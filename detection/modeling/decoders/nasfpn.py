@@ -185,31 +185,40 @@ class NasFpn(keras.layers.Layer):
             )
         ]
 
-    def build(self, input_shape):
-        if not isinstance(input_shape, dict) or not input_shape:
-            raise ValueError(
-                f"nasfpn: expects a dict of features keyed by level, got {input_shape!r}"
-            )
+    def _input_levels(self, inputs):
+        """`{level: value}` of the backbone outputs this decoder reads, checked."""
+        if not isinstance(inputs, dict) or not inputs:
+            raise ValueError(f"nasfpn: expects a dict of features keyed by level, got {inputs!r}")
         try:
-            available = {int(key): shape for key, shape in input_shape.items()}
+            available = {int(key): value for key, value in inputs.items()}
         except ValueError as e:
             raise ValueError(
-                f"nasfpn: feature keys must be level strings, got {sorted(input_shape)}"
+                f"nasfpn: feature keys must be level strings, got {sorted(inputs)}"
             ) from e
         if self._min_level not in available:
             raise ValueError(
                 f"nasfpn: needs backbone level {self._min_level}, got levels {sorted(available)}"
             )
+        # A level the backbone lacks is max-pooled from the one below it.
+        return {level: available[level] for level in self._levels if level in available}
+
+    def output_channels_for(self, input_channels):
+        """Checks backbone outputs `{str(level): channels}`; returns the outputs' channels.
+
+        Raises:
+          ValueError: if the backbone levels cannot feed NAS-FPN (the message says why).
+        """
+        self._input_levels(input_channels)
+        return self.output_channels
+
+    def build(self, input_shape):
+        available = self._input_levels(input_shape)
         self._inputs = {}
         for level in self._levels:
             if level in available:
                 channels = int(available[level][-1])
                 self._inputs[level] = self._resample(level, channels, level, f"l{level}")
             else:
-                if level - 1 not in self._inputs:
-                    raise ValueError(
-                        f"nasfpn: backbone levels must be contiguous, got {sorted(available)}"
-                    )
                 self._inputs[level] = self._resample(
                     level - 1, self._fpn_feat_dims, level, f"p{level}"
                 )
@@ -247,12 +256,15 @@ class NasFpn(keras.layers.Layer):
         feats = []
         for level in self._levels:
             source = features[str(level)] if str(level) in features else feats[-1]
-            feats.append(self._inputs[level](source, training=training))
+            feats.append(self._inputs[level](source, size=None, training=training))
+        # Every node works at the size of its level's input.
+        sizes = {level: tuple(x.shape[1:3]) for level, x in zip(self._levels, feats)}
         num_inputs = len(self._levels)
         out_levels = self._cell_levels[-num_inputs:]
         for nodes in self._cells:
             for (parents, extras), node in zip(self._wiring, nodes):
-                feats.append(node([feats[j] for j in parents + extras], training=training))
+                inputs = [feats[j] for j in parents + extras]
+                feats.append(node(inputs, size=sizes[node.level], training=training))
             by_level = dict(zip(out_levels, feats[-num_inputs:]))
             feats = [by_level[level] for level in self._levels]
         return {str(level): x for level, x in zip(self._levels, feats)}

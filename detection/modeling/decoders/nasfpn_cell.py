@@ -85,8 +85,10 @@ def plan_cell(specs, input_levels):
 class Resample(keras.layers.Layer):
     """Width (1x1 conv + batch norm when it differs) then level (max pool / repeat).
 
-    Call: `[b, h, w, c_in]` -> `[b, h * 2^(level - target), ..., target_channels]` (or the
-    ceil-divided size when going down).
+    Call: `([b, h, w, c_in], size=(h_t, w_t))` -> `[b, h_t, w_t, target_channels]`. Going
+    down, a SAME max pool gives `ceil(h / 2^k)`, the target level's size; going up,
+    repeating gives `h * 2^k`, which overshoots a level of ceil-divided size (two 1x1 top
+    levels of a small image) and is cropped to `size`.
     """
 
     def __init__(self, level, channels, target_level, target_channels, make_conv, norm, **kwargs):
@@ -102,7 +104,7 @@ class Resample(keras.layers.Layer):
         # the whole subtree symbolically to build it.
         pass
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, size, training=None):
         x = inputs
         if self._conv is not None:
             x = self._norm(self._conv(x), training=training)
@@ -111,15 +113,15 @@ class Resample(keras.layers.Layer):
             x = tf.nn.max_pool2d(x, ksize=stride, strides=stride, padding="SAME")
         elif self._shift < 0:
             scale = 2**-self._shift
-            x = nearest_resize.upsample_repeat(x, scale, scale)
+            x = nearest_resize.upsample_repeat(x, scale, scale)[:, : size[0], : size[1]]
         return x
 
 
 class MergeNode(keras.layers.Layer):
     """One node: resample its inputs, merge, add the extras, activation, block.
 
-    Call: `[parent0, parent1, *extras]` (features at their own levels) ->
-    `[b, h_level, w_level, C]`.
+    Call: `([parent0, parent1, *extras], size=(h_level, w_level))` (features at their own
+    levels) -> `[b, h_level, w_level, C]`.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class MergeNode(keras.layers.Layer):
         self._combine_fn = "sum" if use_sum_for_combination else spec.combine_fn
         if self._combine_fn not in ("sum", "attention"):
             raise ValueError(f"nasfpn: unknown combine_fn {spec.combine_fn!r}")
+        self._level = spec.level
         self._input_levels = tuple(input_levels)
         self._resamples = list(resamples)
         self._block = list(block)
@@ -148,9 +151,15 @@ class MergeNode(keras.layers.Layer):
         # the whole subtree symbolically to build it, at every level of nesting.
         pass
 
-    def call(self, inputs, training=None):
+    @property
+    def level(self):
+        """The pyramid level this node outputs."""
+        return self._level
+
+    def call(self, inputs, size, training=None):
         x0, x1, *extras = [
-            resample(x, training=training) for resample, x in zip(self._resamples, inputs)
+            resample(x, size=size, training=training)
+            for resample, x in zip(self._resamples, inputs)
         ]
         if self._combine_fn == "sum":
             x = x0 + x1

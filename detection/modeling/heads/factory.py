@@ -33,6 +33,27 @@ def anchors_per_location(params, head_key="retinanet_head"):
     return count
 
 
+def check_shared_head_channels(channels, head_key, params):
+    """Raises unless every level has the same channels (the head's convs are shared).
+
+    Args:
+      channels: `{str(level): channels}` the head receives (`decoders.factory.pyramid_channels`).
+      head_key: the head's params section, for the message.
+      params: the params tree (names the backbone and decoder in the message).
+
+    Raises:
+      ParamsError: the levels differ in channels.
+    """
+    if len(set(channels.values())) > 1:
+        architecture = params.architecture
+        raise ParamsError(
+            f"{head_key} shares its convolutions across levels, so every level needs the same "
+            f"channels; architecture.backbone={architecture.backbone!r} with "
+            f"multilevel_features={architecture.multilevel_features!r} gives "
+            f"{dict(sorted(channels.items(), key=lambda item: int(item[0])))}"
+        )
+
+
 def _build(head_class, **kwargs):
     """`head_class(**kwargs)`, a constructor's ValueError (naming the key) as a ParamsError."""
     try:

@@ -40,6 +40,18 @@ class Conv2DFixedPadding(keras.layers.Layer):
             name="conv",
         )
 
+    def _padded_shape(self, input_shape):
+        if self._pad is None:
+            return tuple(input_shape)
+        return self._pad.compute_output_shape(input_shape)
+
+    def build(self, input_shape):
+        # The kernel is created from the input shape; Keras need not trace `call`.
+        self._conv.build(self._padded_shape(input_shape))
+
+    def compute_output_shape(self, input_shape):
+        return self._conv.compute_output_shape(self._padded_shape(input_shape))
+
     def call(self, inputs):
         if self._pad is not None:
             inputs = self._pad(inputs)

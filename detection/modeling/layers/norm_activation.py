@@ -100,6 +100,10 @@ class NormActivation(keras.layers.Layer):
             name="batch_norm",
         )
 
+    def build(self, input_shape):
+        # Building the batch norm here spares Keras a symbolic run of `call` to find it.
+        self._bn.build(input_shape)
+
     def call(self, inputs, training=None):
         outputs = self._bn(inputs, training=training)
         if self._apply_activation:

@@ -67,6 +67,24 @@ class _Block(keras.layers.Layer):
                 )
             )
 
+    def build(self, input_shape):
+        # Weights in call order (projection first), so variable paths and order are those a
+        # symbolic run of `call` would create, without the run.
+        if self._projection is not None:
+            self._projection.build(input_shape)
+            self._projection_norm.build(self._projection.compute_output_shape(input_shape))
+        shape = tuple(input_shape)
+        for conv, norm in zip(self._convs, self._norms):
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            norm.build(shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for conv in self._convs:
+            shape = conv.compute_output_shape(shape)
+        return shape
+
     def call(self, inputs, training=None):
         shortcut = inputs
         if self._projection is not None:

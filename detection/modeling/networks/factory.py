@@ -2,8 +2,9 @@
 
 from detection.hyperparameters import ParamsError
 from detection.modeling.backbones.factory import backbone_from_params
-from detection.modeling.decoders.factory import decoder_from_params
+from detection.modeling.decoders.factory import decoder_from_params, pyramid_channels
 from detection.modeling.heads.factory import (
+    check_shared_head_channels,
     classification_head_from_params,
     coarse_mask_head_from_params,
     fast_rcnn_head_from_params,
@@ -29,21 +30,20 @@ from detection.ops.postprocess import FastRCNNDetectionGenerator
 
 
 def retinanet_network_from_params(params, dtype=None):
-    """Backbone -> decoder -> RetinaNet head, as one Keras model."""
-    return RetinaNetNetwork(
-        backbone_from_params(params, dtype),
-        decoder_from_params(params, dtype),
-        retinanet_head_from_params(params, dtype),
-        dtype=dtype,
+    """Backbone -> decoder (none for `identity`) -> RetinaNet head, as one Keras model.
+
+    Raises:
+      ParamsError: a part rejects its params, or the parts do not fit together (levels,
+        channels); raised before any weight is created.
+    """
+    backbone = backbone_from_params(params, dtype)
+    decoder = decoder_from_params(params, dtype)
+    check_shared_head_channels(
+        pyramid_channels(params, backbone, decoder), "retinanet_head", params
     )
-
-
-def _decoder_unless_identity(params, dtype):
-    """The decoder of `architecture.multilevel_features`, None for 'identity' (the head reads
-    the backbone's levels as they are)."""
-    if params.architecture.multilevel_features == "identity":
-        return None
-    return decoder_from_params(params, dtype)
+    return RetinaNetNetwork(
+        backbone, decoder, retinanet_head_from_params(params, dtype), dtype=dtype
+    )
 
 
 def classification_network_from_params(params, dtype=None):
@@ -84,7 +84,7 @@ def segmentation_network_from_params(params, dtype=None):
         aspp = Aspp(256, norm_activation=norm_activation_from_params(params), dtype=dtype)
     return SegmentationNetwork(
         backbone_from_params(params, dtype),
-        _decoder_unless_identity(params, dtype),
+        decoder_from_params(params, dtype),
         segmentation_head_from_params(params, dtype),
         aspp=aspp,
         fusion_level=level if architecture.use_pyramid_fusion else None,
