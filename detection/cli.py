@@ -20,6 +20,7 @@ definition") are diverted for the run of main.py by `native_stderr_to_file`.
 import argparse
 import contextlib
 import difflib
+import logging
 import os
 import re
 import sys
@@ -177,3 +178,25 @@ def native_stderr_to_file():
         os.dup2(terminal, 2)
         os.close(terminal)
         os.remove(path)
+
+
+def configure_logging():
+    """INFO lines on stdout, warnings and errors on stderr; the executor's INFO shown.
+
+    The executor logs through Python's logging under "detection"; its INFO lines ("resumed
+    from ckpt-N at step N", "saved checkpoint ...") are part of the default output, beside
+    the progress lines on stdout. stderr then carries only what needs attention: on bad
+    input, the one error line. A process that configured logging itself is left alone.
+    """
+    logging.getLogger("detection").setLevel(logging.INFO)
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    formatter = logging.Formatter("%(levelname)s:%(name)s:%(message)s")
+    info = logging.StreamHandler(sys.stdout)
+    info.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    for handler in (info, problems):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)

@@ -7,41 +7,18 @@ schedulers restart the job, which then resumes). 1 is left to Python itself: an 
 exception is a bug, and its traceback is what to report.
 """
 
-import logging as python_logging
-import sys
-
-from absl import logging
+import logging
 
 from detection import cli
 from detection.cli import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_USAGE
 from detection.core import modes
 
+_log = logging.getLogger(__name__)
+
 
 def _error(message, code):
     cli.print_error("main.py", message)
     return code
-
-
-def _configure_logging():
-    """INFO lines on stdout, warnings and errors on stderr; the executor's INFO shown.
-
-    The executor logs through Python's logging under "detection"; its INFO lines ("resumed
-    from ckpt-N at step N", "saved checkpoint ...") are part of the default output, beside
-    the progress lines on stdout. stderr then carries only what needs attention: on bad
-    input, the one error line. A process that configured logging itself is left alone.
-    """
-    python_logging.getLogger("detection").setLevel(python_logging.INFO)
-    root = python_logging.getLogger()
-    if root.handlers:
-        return
-    formatter = python_logging.Formatter("%(levelname)s:%(name)s:%(message)s")
-    info = python_logging.StreamHandler(sys.stdout)
-    info.addFilter(lambda record: record.levelno < python_logging.WARNING)
-    problems = python_logging.StreamHandler(sys.stderr)
-    problems.setLevel(python_logging.WARNING)
-    for handler in (info, problems):
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
 
 
 def run_experiment(
@@ -64,8 +41,7 @@ def run_experiment(
     from detection.hyperparameters import ParamsError
     from detection.model_fns import factory as model_fn_factory
 
-    logging.set_verbosity(logging.INFO)
-    _configure_logging()
+    cli.configure_logging()
     try:
         strategy = distribution.build_strategy(
             strategy_type,
@@ -99,5 +75,5 @@ def run_experiment(
         if message is None:
             raise
         return _error(message, EXIT_USAGE)
-    logging.info("%s finished: %s", mode, result)
+    _log.info("%s finished: %s", mode, result)
     return 0

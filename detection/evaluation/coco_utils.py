@@ -34,6 +34,30 @@ _REQUIRED_PREDICTION_KEYS = (
 _REQUIRED_GROUNDTRUTH_KEYS = ("source_id", "height", "width", "num_detections", "boxes", "classes")
 
 
+def _checked_count(count, max_count, classes, image_id, what, kind):
+    """`count` as an int after checking it fits [0, max_count] and its classes are >= 1.
+
+    Args:
+      count: the image's num_detections (scalar).
+      max_count: the padded size of its class row.
+      classes: [max_count] class ids of the image.
+      image_id, what, kind: for the message ('detections' or 'instances').
+    """
+    n = int(count)
+    if not 0 <= n <= max_count:
+        raise ValueError(
+            f"{what}: num_detections {n} of image {image_id} is outside [0, {max_count}]."
+        )
+    bad = classes[:n] < 1
+    if np.any(bad):
+        raise ValueError(
+            f"{what}: image {image_id} has {'detection ' if kind == 'detections' else ''}classes "
+            f"{np.unique(classes[:n][bad]).tolist()} < 1 among its first {n} "
+            f"(num_detections) {kind}."
+        )
+    return n
+
+
 @contextlib.contextmanager
 def quiet_stdout(logger=None, level=logging.DEBUG):
     """Captures pycocotools' prints and forwards them to `logger` at `level`."""
@@ -137,18 +161,7 @@ def predictions_to_coco_results(predictions, include_mask=False):
     for i in np.flatnonzero(keep):
         image_id = int(source_ids[i])
         image_ids.append(image_id)
-        n = int(num_detections[i])
-        if not 0 <= n <= max_k:
-            raise ValueError(
-                f"{what}: num_detections {n} of image {image_id} is outside [0, {max_k}]."
-            )
-        bad = classes[i, :n] < 1
-        if np.any(bad):
-            raise ValueError(
-                f"{what}: image {image_id} has detection classes "
-                f"{np.unique(classes[i, :n][bad]).tolist()} < 1 among its first {n} "
-                f"(num_detections) detections."
-            )
+        n = _checked_count(num_detections[i], max_k, classes[i], image_id, what, "detections")
         height, width = (int(round(v)) for v in image_info[i, 0])
         for j in range(n):
             result = {
@@ -211,18 +224,7 @@ def groundtruths_to_coco_images_and_annotations(groundtruths, keep=None, include
         image_id = int(source_ids[i])
         height, width = int(heights[i]), int(widths[i])
         images.append({"id": image_id, "height": height, "width": width})
-        n = int(num_instances[i])
-        if not 0 <= n <= max_m:
-            raise ValueError(
-                f"{what}: num_detections {n} of image {image_id} is outside [0, {max_m}]."
-            )
-        bad = classes[i, :n] < 1
-        if np.any(bad):
-            raise ValueError(
-                f"{what}: image {image_id} has classes "
-                f"{np.unique(classes[i, :n][bad]).tolist()} < 1 among its first {n} "
-                f"(num_detections) instances."
-            )
+        n = _checked_count(num_instances[i], max_m, classes[i], image_id, what, "instances")
         for j in range(n):
             annotation = {
                 "image_id": image_id,

@@ -278,6 +278,16 @@ def boxes_to_original_pixels(boxes, image_info):
     return (boxes + offset) / scale
 
 
+def _boxes_and_stack(boxes):
+    """(boxes as a NumPy array or tensor, the matching stack function); checks [..., 4]."""
+    stack = np.stack if isinstance(boxes, np.ndarray) else tf.stack
+    if not isinstance(boxes, np.ndarray):
+        boxes = tf.convert_to_tensor(boxes)
+    if boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have last dimension 4, got {boxes.shape}.")
+    return boxes, stack
+
+
 def yxyx_to_xywh(boxes):
     """Converts `[ymin, xmin, ymax, xmax]` to COCO `[xmin, ymin, width, height]`.
 
@@ -287,11 +297,7 @@ def yxyx_to_xywh(boxes):
     Returns:
       [..., 4] of the same kind (NumPy in, NumPy out).
     """
-    stack = np.stack if isinstance(boxes, np.ndarray) else tf.stack
-    if not isinstance(boxes, np.ndarray):
-        boxes = tf.convert_to_tensor(boxes)
-    if boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must have last dimension 4, got {boxes.shape}.")
+    boxes, stack = _boxes_and_stack(boxes)
     return stack(
         [
             boxes[..., 1],
@@ -312,11 +318,7 @@ def xywh_to_yxyx(boxes):
     Returns:
       [..., 4] of the same kind (NumPy in, NumPy out).
     """
-    stack = np.stack if isinstance(boxes, np.ndarray) else tf.stack
-    if not isinstance(boxes, np.ndarray):
-        boxes = tf.convert_to_tensor(boxes)
-    if boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must have last dimension 4, got {boxes.shape}.")
+    boxes, stack = _boxes_and_stack(boxes)
     return stack(
         [
             boxes[..., 1],

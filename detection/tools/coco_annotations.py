@@ -63,11 +63,6 @@ def load_coco_annotations(object_annotations_file):
     return images, annotations_by_image_id, category_index
 
 
-def short_repr(value, limit=80):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _read_json(path):
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError("Annotation file not found: %s" % path)

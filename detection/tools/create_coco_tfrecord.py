@@ -43,18 +43,19 @@ import contextlib  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
+import logging  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
 
-from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 from pycocotools import mask as mask_api  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from detection.tools.coco_annotations import load_coco_annotations  # noqa: E402
 
+_log = logging.getLogger(__name__)
 PROG = "create_coco_tfrecord"
 
 
@@ -332,7 +333,7 @@ def create_tf_record(
         include_masks=include_masks,
     )
     total = len(images)
-    logging.info(
+    _log.info(
         "Converting %d images from %s into %d shards at %s",
         total,
         object_annotations_file,
@@ -353,13 +354,13 @@ def create_tf_record(
                 writers[index % num_shards].write(serialized)
                 num_skipped += skipped
                 if (index + 1) % log_every_n == 0 or index + 1 == total:
-                    logging.info("Converted image %d of %d", index + 1, total)
+                    _log.info("Converted image %d of %d", index + 1, total)
     except BaseException:
         for path in paths:
             if tf.io.gfile.exists(path):
                 tf.io.gfile.remove(path)
         raise
-    logging.info(
+    _log.info(
         "Wrote %d images to %d shards; dropped %d annotations with empty clipped boxes",
         total,
         num_shards,
@@ -428,7 +429,7 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         _check_args(args)
-        logging.set_verbosity(logging.INFO)
+        cli.configure_logging()
         create_tf_record(
             args.image_dir,
             args.object_annotations_file,

@@ -44,14 +44,14 @@ if __name__ == "__main__":
 
 import fcntl  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 
-from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from pycocotools import mask as mask_api  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from detection.tools import (  # noqa: E402
     create_coco_tfrecord,
@@ -59,6 +59,7 @@ from detection.tools import (  # noqa: E402
     create_segmentation_tfrecord,
 )
 
+_log = logging.getLogger(__name__)
 PROG = "make_shapes_dataset"
 # Shapes are 12%-50% of the side: below 16 px the smallest would be under 2 px.
 MIN_IMAGE_SIZE = 16
@@ -368,7 +369,7 @@ def ensure_shapes_dataset(
                 os.remove(marker)
             for name in ("train", "val", "annotations", "tfrecords"):
                 shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-            logging.info("Generating shapes dataset in %s with %s", out_dir, params)
+            _log.info("Generating shapes dataset in %s with %s", out_dir, params)
             for split, num_images, num_shards in (
                 ("train", num_train, num_train_shards),
                 ("val", num_val, num_val_shards),
@@ -427,7 +428,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
-        logging.set_verbosity(logging.INFO)
+        cli.configure_logging()
         paths = ensure_shapes_dataset(
             args.out_dir,
             num_train=args.num_train,
