@@ -1,5 +1,6 @@
 # Two commands: `make demo` (train + evaluate a small RetinaNet on the synthetic shapes
-# dataset; `make demo MODEL=mask_rcnn` for Mask R-CNN, also faster_rcnn, cascade_mask_rcnn) and
+# dataset; `make demo MODEL=mask_rcnn` for Mask R-CNN, also faster_rcnn, cascade_mask_rcnn,
+# shapemask) and
 # `make test` (the whole test suite). Both create .venv and install into it.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

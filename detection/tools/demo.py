@@ -4,8 +4,15 @@
 
 1. Generates the synthetic shapes dataset in `--data_dir` unless it is already there.
 2. Trains and evaluates the `--model` of `configs/shapes/<model>.yaml` (RetinaNet by default;
-   `mask_rcnn`, `faster_rcnn`, `cascade_mask_rcnn`) through the same command-line path as
-   `main.py --mode=train_and_eval` (resuming if interrupted).
+   `mask_rcnn`, `faster_rcnn`, `cascade_mask_rcnn`, `shapemask`) through the same
+   command-line path as `main.py --mode=train_and_eval` (resuming if interrupted).
+   `--config_file` may be repeated (applied in order, as main.py's), e.g. ShapeMask's
+   partially supervised split on top of its shapes config. ShapeMask first makes its shape
+   priors (`make_shape_priors`) from the train records when the prior file is missing: the
+   file of `shapemask_head.shape_prior_path`, moved into `--data_dir` unless
+   `--params_override` names it, clustered as the params say (`architecture.num_classes`,
+   `mask_crop_size` pixels, per class unless `use_category_for_mask: false`, the masks of
+   `shapemask_parser.mask_train_class` only) into `--num_clusters` priors.
 3. Prints the COCO box (and mask) metrics of the final checkpoint.
 4. Writes `model_dir/detections.png`: val images with predicted masks, boxes, labels and
    scores.
@@ -33,9 +40,10 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from detection import main_lib  # noqa: E402
+from detection.configs import loader  # noqa: E402
 from detection.configs.merge import merge_dicts  # noqa: E402
 from detection.hyperparameters import ParamsError, parse_override  # noqa: E402
-from detection.tools import make_shapes_dataset  # noqa: E402
+from detection.tools import make_shape_priors, make_shapes_dataset  # noqa: E402
 
 PROG = "demo"
 
@@ -45,6 +53,7 @@ _VARIANTS = {
     "mask_rcnn": "detection",
     "faster_rcnn": "detection",  # mask_rcnn without masks
     "cascade_mask_rcnn": "detection",
+    "shapemask": "detection",
     "classification": "classification",
     "segmentation": "segmentation",
 }
@@ -119,6 +128,53 @@ def draw_val_detections(argv, paths, model_dir, num_images, min_score):
     return out
 
 
+def ensure_shape_priors(config_files, override, extra, data_dir, num_clusters):
+    """Makes ShapeMask's prior file from the train records unless it exists.
+
+    The file is `shapemask_head.shape_prior_path` of the params, moved into `data_dir` (the
+    priors belong to the dataset they were clustered from) unless `extra` (the user's
+    `--params_override`) names it; an empty path means no priors and makes nothing.
+
+    Args:
+      config_files: the demo's config files.
+      override: the params override the demo trains with (data paths included).
+      extra: the user's own override.
+      data_dir: the shapes dataset directory.
+      num_clusters: priors per class.
+
+    Returns:
+      `override` with the prior file's path.
+
+    Raises:
+      ParamsError: bad params.
+      RuntimeError: make_shape_priors failed (it printed why).
+    """
+    params = loader.load_params(None, config_files, override)
+    path = params.shapemask_head.shape_prior_path
+    if not path:
+        return override
+    if "shape_prior_path" not in extra.get("shapemask_head", {}):
+        path = os.path.join(data_dir, os.path.basename(path))
+        override = merge_dicts(override, {"shapemask_head": {"shape_prior_path": path}})
+    if os.path.exists(path):
+        print(f"Shape priors: {path} (exists; delete it to cluster again)")
+        return override
+    argv = [
+        f"--file_pattern={params.train.train_file_pattern}",
+        f"--output_path={path}",
+        f"--num_classes={params.architecture.num_classes}",
+        f"--num_clusters={num_clusters}",
+        f"--prior_size={params.shapemask_head.mask_crop_size}",
+        f"--classes={params.shapemask_parser.mask_train_class}",
+    ]
+    if not params.shapemask_head.use_category_for_mask:
+        argv.append("--class_agnostic")
+    print("Shape priors: python -m detection.tools.make_shape_priors " + " ".join(argv))
+    if make_shape_priors.main(argv):
+        raise RuntimeError(f"make_shape_priors failed for {path}")
+    return override
+
+
 def build_parser():
     parser = cli.OneLineParser(
         prog=f"python -m detection.tools.{PROG}",
@@ -128,7 +184,18 @@ def build_parser():
     parser.add_argument("--model", choices=sorted(_VARIANTS), default="retinanet")
     parser.add_argument("--model_dir", default=None, help="default: runs/shapes_<model>")
     parser.add_argument("--data_dir", default=None, help="default: data/shapes[_<variant>]")
-    parser.add_argument("--config_file", default=None, help="default: configs/shapes/<model>.yaml")
+    parser.add_argument(
+        "--config_file",
+        action="append",
+        default=None,
+        help="default: configs/shapes/<model>.yaml; repeatable, applied in order",
+    )
+    parser.add_argument(
+        "--num_clusters",
+        type=int,
+        default=8,
+        help="ShapeMask: shape priors per class when the demo makes the prior file (>= 1)",
+    )
     parser.add_argument(
         "--params_override",
         default="",
@@ -147,13 +214,16 @@ def _parse_args(argv):
     args.model_dir = args.model_dir or os.path.join("runs", f"shapes_{args.model}")
     data_dir = "shapes" if variant == "detection" else f"shapes_{variant}"
     args.data_dir = args.data_dir or os.path.join("data", data_dir)
-    args.config_file = args.config_file or os.path.join("configs", "shapes", f"{args.model}.yaml")
+    args.config_file = args.config_file or [os.path.join("configs", "shapes", f"{args.model}.yaml")]
     if args.num_images < 1:
         raise cli.UsageError(f"--num_images must be >= 1, got {args.num_images}")
     if not 0.0 <= args.min_score <= 1.0:
         raise cli.UsageError(f"--min_score must be in [0, 1], got {args.min_score}")
-    if not os.path.isfile(args.config_file):
-        raise cli.UsageError(f"--config_file={args.config_file}: no such file")
+    if args.num_clusters < 1:
+        raise cli.UsageError(f"--num_clusters must be >= 1, got {args.num_clusters}")
+    for path in args.config_file:
+        if not os.path.isfile(path):
+            raise cli.UsageError(f"--config_file={path}: no such file")
     if os.path.exists(args.model_dir) and not os.path.isdir(args.model_dir):
         raise cli.UsageError(f"--model_dir={args.model_dir} is not a directory")
     try:
@@ -181,8 +251,17 @@ def main(argv=None):
     if variant == "detection":
         data["eval"]["val_json_file"] = paths["val_annotations"]
     override = merge_dicts(data, extra)
-    cli_args = [
-        f"--config_file={args.config_file}",
+    if args.model == "shapemask":
+        try:
+            override = ensure_shape_priors(
+                args.config_file, override, extra, args.data_dir, args.num_clusters
+            )
+        except ParamsError as error:
+            cli.print_error(PROG, error)
+            return cli.EXIT_USAGE
+        except RuntimeError:  # make_shape_priors printed its one-line error.
+            return cli.EXIT_USAGE
+    cli_args = [f"--config_file={path}" for path in args.config_file] + [
         f"--params_override={json.dumps(override, default=str)}",
         f"--model_dir={args.model_dir}",
     ]

@@ -8,8 +8,8 @@ The model is a training directory or checkpoint (`--model_dir`, with the params 
 exported model: `--saved_model_dir` (export_saved_model) or `--tflite_file`
 (export_tflite_model), which need no params. Images are preprocessed exactly as in evaluation
 (normalize, resize keeping the aspect ratio, pad to the parser's `output_size`); boxes are
-mapped back to original pixels for drawing, and instance masks (Mask R-CNN, from a checkpoint)
-are pasted into the original image as in COCO evaluation. `--output_json` writes every
+mapped back to original pixels for drawing, and instance masks (Mask R-CNN, ShapeMask: over the outer boxes; from a
+checkpoint) are pasted into the original image as in COCO evaluation. `--output_json` writes every
 detection as a COCO result (`image_id` is the file name's number when it has one, else its
 index; `file_name` is added).
 """
@@ -78,7 +78,8 @@ class Detector:
         Returns:
           {'boxes': [k, 4] yxyx original pixels, 'classes': [k], 'scores': [k]} NumPy arrays
           of the k valid detections, by decreasing score; for a model with masks also
-          'masks': [k, h, w] uint8 {0, 1}, each box-relative mask pasted into the image.
+          'masks': [k, h, w] uint8 {0, 1}, each box-relative mask pasted into the image
+          (over its outer box for ShapeMask).
         """
         images, image_info = self.preprocess(image)
         predictions = self._predict(images, image_info)
@@ -94,11 +95,18 @@ class Detector:
         if "detection_masks" in predictions:
             height, width = image.shape[:2]
             masks = predictions["detection_masks"][0, :count].numpy()
+            # ShapeMask's masks span the outer boxes, Mask R-CNN's the detection boxes.
+            mask_boxes = boxes
+            if "detection_outer_boxes" in predictions:
+                mask_boxes = box_ops.boxes_to_original_pixels(
+                    predictions["detection_outer_boxes"][0, :count].numpy(),
+                    image_info[0].numpy(),
+                )
             result["masks"] = (
                 np.stack(
                     [
                         mask_ops.paste_instance_mask(m, b, height, width)
-                        for m, b in zip(masks, boxes)
+                        for m, b in zip(masks, mask_boxes)
                     ]
                 )
                 if count

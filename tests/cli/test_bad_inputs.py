@@ -390,6 +390,8 @@ def test_create_coco_tfrecord_errors(case, fragment, tiny_shapes, tmp_path, caps
         (demo.main, ["--min_score=1.5"], "--min_score must be in [0, 1]"),
         (demo.main, ["--params_override={train: "], "--params_override: invalid YAML"),
         (demo.main, ["--model_dirr=x"], "unrecognized arguments: --model_dirr"),
+        (demo.main, ["--model=shapemask", "--num_clusters=0"], "--num_clusters must be >= 1"),
+        (demo.main, ["--config_file=nope.yaml"], "--config_file=nope.yaml: no such file"),
     ],
 )
 def test_shapes_and_demo_flag_errors(main, argv, fragment, tmp_path, capsys):

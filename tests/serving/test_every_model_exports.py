@@ -44,8 +44,16 @@ TINY_PARAMS = {
     "shapemask": {
         **SMALL_BACKBONE,
         **SMALL_DETECTION_POSTPROCESS,
-        "architecture": {"num_classes": 4, "use_bfloat16": False},
-        "shapemask_parser": {"output_size": [64, 64]},
+        # max_level 5: the 64 px input must be divisible by the coarsest stride.
+        "architecture": {"min_level": 3, "max_level": 5, "num_classes": 4, "use_bfloat16": False},
+        "retinanet_head": {"num_convs": 1, "num_filters": 16},
+        "shapemask_parser": {"output_size": [64, 64], "mask_crop_size": 8, "upsample_factor": 2},
+        "shapemask_head": {
+            "num_convs": 1,
+            "num_downsample_channels": 8,
+            "mask_crop_size": 8,
+            "upsample_factor": 2,
+        },
     },
     "classification": {
         "resnet": {"resnet_depth": 10},

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 
+import keras
 import numpy as np
 import numpy_references as references
 import pytest
@@ -398,3 +399,66 @@ def test_mask_rcnn_detector_pastes_masks_into_the_original_image(tiny_shapes, tm
         masks=result["masks"],
     )
     assert drawn.shape == image.shape
+
+
+SHAPEMASK_CONFIG = {
+    "type": "shapemask",
+    "architecture": {"min_level": 3, "max_level": 5, "num_classes": 4, "use_bfloat16": False},
+    "resnet": {"resnet_depth": 10},
+    "fpn": {"fpn_feat_dims": 16},
+    "retinanet_head": {"num_convs": 1, "num_filters": 16},
+    "anchor": {"num_scales": 2, "anchor_size": 3.0},
+    "shapemask_parser": {
+        "output_size": [64, 64],
+        "max_num_instances": 8,
+        "mask_crop_size": 8,
+        "upsample_factor": 2,
+        "mask_min_level": 3,
+        "mask_max_level": 4,
+    },
+    "shapemask_head": {
+        "mask_crop_size": 8,
+        "upsample_factor": 2,
+        "num_downsample_channels": 8,
+        "num_convs": 1,
+    },
+    "postprocess": {"max_total_size": 5, "pre_nms_num_boxes": 50, "score_threshold": 0.0},
+}
+
+
+def test_shapemask_detector_pastes_masks_over_the_outer_boxes(tiny_shapes, tmp_path):
+    params = loader.load_params(
+        "shapemask", [], {k: v for k, v in SHAPEMASK_CONFIG.items() if k != "type"}
+    )
+    model_fn = model_fn_factory.model_fn_from_params(params)
+    keras.utils.set_random_seed(0)
+    model = model_fn.build_model()
+    # An untrained fine head predicts empty masks, which any box pastes the same way: a large
+    # bias makes every mask fill the box it spans, so the box it is pasted over shows.
+    (bias,) = [
+        v for v in model.variables if "fine_mask_head" in v.path and "predict/bias" in v.path
+    ]
+    bias.assign(tf.fill(bias.shape, 50.0))
+    # The weights, saved as the checkpoint of a training run would be.
+    path = tf.train.Checkpoint(model=checkpoints.model_variables(model)).save(
+        str(tmp_path / "ckpt-0")
+    )
+    detector = inference.Detector(params, path)
+    # 96 x 48: network input scale 2/3.
+    image = np.asarray(Image.fromarray(_val_image(tiny_shapes)).resize((48, 96)))
+    result = detector(image)
+    assert result["masks"].shape == (5, 96, 48) and result["masks"].dtype == np.uint8
+    images, image_info = detector.preprocess(image)
+    features = {"images": images, "image_info": image_info, "source_ids": tf.zeros([1], tf.int64)}
+    predictions = model_fn(model, features, None, PREDICT)["predictions"]
+    over_outer, over_tight = 0.0, 0.0
+    for k in range(5):
+        mask = predictions["detection_masks"][0, k].numpy()
+        outer = predictions["detection_outer_boxes"][0, k].numpy() / (2 / 3)
+        tight = predictions["detection_boxes"][0, k].numpy() / (2 / 3)
+        over_outer += np.mean(result["masks"][k] != references.paste_mask(mask, outer, 96, 48))
+        over_tight += np.mean(result["masks"][k] != references.paste_mask(mask, tight, 96, 48))
+    # Pixel centres within float error of the 0.5 threshold may round either way.
+    assert over_outer / 5 < 0.01
+    # ... and the test tells the two boxes apart: pasted over the tight box, masks differ.
+    assert over_tight > over_outer + 0.01
