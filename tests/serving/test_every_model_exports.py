@@ -44,8 +44,22 @@ TINY_PARAMS = {
     "shapemask": {
         **SMALL_BACKBONE,
         **SMALL_DETECTION_POSTPROCESS,
-        "architecture": {"num_classes": 4, "use_bfloat16": False},
-        "shapemask_parser": {"output_size": [64, 64]},
+        "architecture": {"min_level": 3, "max_level": 5, "num_classes": 4, "use_bfloat16": False},
+        "retinanet_head": {"num_convs": 1, "num_filters": 16},
+        "shapemask_parser": {
+            "output_size": [64, 64],
+            "num_sampled_masks": 3,
+            "mask_crop_size": 8,
+            "upsample_factor": 2,
+            "mask_min_level": 3,
+            "mask_max_level": 4,
+        },
+        "shapemask_head": {
+            "mask_crop_size": 8,
+            "upsample_factor": 2,
+            "num_downsample_channels": 8,
+            "num_convs": 1,
+        },
     },
     "classification": {
         "resnet": {"resnet_depth": 10},
@@ -58,15 +72,26 @@ TINY_PARAMS = {
         "segmentation_parser": {"output_size": [64, 64]},
     },
 }
+# Mask side of `detection_masks` per mask model type: Mask R-CNN's default 28 x 28 masks,
+# ShapeMask's mask_crop_size * upsample_factor above.
+MASK_SIZES = {"mask_rcnn": 28, "cascade_mask_rcnn": 28, "shapemask": 16}
 
 
-def _check_outputs(kind, outputs, num_classes):
+def _check_outputs(model_type, kind, outputs, num_classes):
     if kind == "detection":
         assert outputs["num_detections"].shape == (1,)
         assert outputs["detection_boxes"].shape == (1, 10, 4)
         assert np.all(outputs["detection_classes"] < num_classes)
-        if "detection_masks" in outputs:
-            assert outputs["detection_masks"].shape[:2] == (1, 10)
+        if model_type in MASK_SIZES:
+            # Box-relative mask probabilities, one per detection.
+            size = MASK_SIZES[model_type]
+            assert outputs["detection_masks"].shape == (1, 10, size, size)
+            assert np.all((outputs["detection_masks"] >= 0) & (outputs["detection_masks"] <= 1))
+        else:
+            assert "detection_masks" not in outputs
+        if model_type == "shapemask":
+            # The boxes its masks span: the detection boxes scaled by outer_box_scale.
+            assert outputs["detection_outer_boxes"].shape == (1, 10, 4)
     elif kind == "classification":
         assert outputs["logits"].shape == (1, num_classes)
         np.testing.assert_allclose(np.sum(outputs["probabilities"]), 1.0, rtol=1e-5)
@@ -92,4 +117,4 @@ def test_every_registered_model_type_exports(model_type, tmp_path):
     signature = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
     image = np.random.default_rng(0).normal(size=(1, 48, 40, 3)).astype(np.float32)
     outputs = {k: v.numpy() for k, v in signature(input=tf.constant(image)).items()}
-    _check_outputs(kind.name, outputs, params.architecture.num_classes)
+    _check_outputs(model_type, kind.name, outputs, params.architecture.num_classes)
