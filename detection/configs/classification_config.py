@@ -31,7 +31,16 @@ CLASSIFICATION_CFG = merge_dicts(
         },
         "eval": {"eval_batch_size": 1024, "eval_samples": 50000, "type": "customized"},
         "batch_norm_activation": {"batch_norm_momentum": 0.9, "batch_norm_epsilon": 1e-05},
-        "classification_parser": {"output_size": [224, 224], "aug_rand_hflip": True},
+        "classification_parser": {
+            "output_size": [224, 224],
+            "aug_rand_hflip": True,
+            # New (the original's classification parser had no augmentation policy):
+            # '' or 'randaugment', RandAugment's N ops per image at magnitude M in [0, 10]
+            # (docs/augmentation.md), as in the detection parsers.
+            "aug_policy": "",
+            "randaug_num_layers": 2,
+            "randaug_magnitude": 10,
+        },
         "classification_head": {
             "endpoints_num_filters": 0,
             "aggregation": "top",

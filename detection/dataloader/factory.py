@@ -117,11 +117,14 @@ def _extract_objects_parser(params):
 
 def _classification_parser(params, mode):
     p = params.classification_parser
+    # Built in every mode so that a bad policy fails in eval too; applied in training only.
+    augmentation = augment_factory.image_augmentation_from_params(p, "classification_parser")
     return ClassificationParser(
         output_size=p.output_size,
         num_classes=params.architecture.num_classes,
         is_training=mode == TRAIN,
         aug_rand_hflip=p.aug_rand_hflip,
+        autoaugment=augmentation if mode == TRAIN else None,
     )
 
 

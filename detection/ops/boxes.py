@@ -73,18 +73,18 @@ def box_areas(boxes):
     return heights * widths
 
 
-def box_iou(boxes1, boxes2):
-    """Pairwise intersection-over-union, batched over leading dimensions.
+def box_intersections_and_unions(boxes1, boxes2):
+    """Pairwise intersection and union areas, batched over leading dimensions.
 
-    Degenerate boxes (non-positive height or width, e.g. the `-1` padding rows)
-    have area 0 and so IoU 0 with every box, including themselves.
+    Degenerate boxes (non-positive height or width, e.g. the `-1` padding rows) have area 0,
+    so their intersection with any box is 0 (and so may be their union).
 
     Args:
       boxes1: [..., N, 4].
       boxes2: [..., M, 4]; leading dimensions broadcast against `boxes1`'s.
 
     Returns:
-      [..., N, M] IoU in [0, 1].
+      (intersections, unions), each [..., N, M], >= 0; intersection > 0 implies union > 0.
     """
     boxes1 = tf.convert_to_tensor(boxes1)
     boxes2 = tf.convert_to_tensor(boxes2, dtype=boxes1.dtype)
@@ -102,9 +102,46 @@ def box_iou(boxes1, boxes2):
     union = (
         box_areas(boxes1)[..., :, tf.newaxis] + box_areas(boxes2)[..., tf.newaxis, :] - intersection
     )
+    return intersection, union
+
+
+def box_iou(boxes1, boxes2):
+    """Pairwise intersection-over-union, batched over leading dimensions.
+
+    Degenerate boxes (non-positive height or width, e.g. the `-1` padding rows)
+    have area 0 and so IoU 0 with every box, including themselves.
+
+    Args:
+      boxes1: [..., N, 4].
+      boxes2: [..., M, 4]; leading dimensions broadcast against `boxes1`'s.
+
+    Returns:
+      [..., N, M] IoU in [0, 1].
+    """
+    intersection, union = box_intersections_and_unions(boxes1, boxes2)
     # intersection > 0 implies union > 0, so the division is safe where taken.
     safe_union = tf.where(intersection > 0.0, union, tf.ones_like(union))
     return tf.where(intersection > 0.0, intersection / safe_union, tf.zeros_like(intersection))
+
+
+def iou_exceeds(boxes1, boxes2, threshold):
+    """Pairwise `IoU > threshold` without a division.
+
+    `intersection > threshold * union` decides as `box_iou(...) > threshold` does for a
+    threshold >= 0 (a degenerate pair, intersection 0, never exceeds it), but has no division
+    that a zero union could break: TFLite's int8 quantization of the NMS loop rounds small
+    unions (and the `where` guard's 1) to 0, and its DIV kernel then fails at run time.
+
+    Args:
+      boxes1: [..., N, 4].
+      boxes2: [..., M, 4]; leading dimensions broadcast against `boxes1`'s.
+      threshold: float >= 0.
+
+    Returns:
+      [..., N, M] bool.
+    """
+    intersection, union = box_intersections_and_unions(boxes1, boxes2)
+    return intersection > threshold * union
 
 
 def _centers_and_sizes(boxes):

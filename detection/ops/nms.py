@@ -72,11 +72,12 @@ def greedy_nms_indices(
         # The best box is alive exactly when any box is (dead ones score `floor`).
         found = tf.gather(alive, best[:, tf.newaxis], batch_dims=1)[:, 0]
         best_box = tf.gather(boxes, best[:, tf.newaxis], batch_dims=1)
-        ious = box_ops.box_iou(best_box, boxes)[:, 0, :]
+        # No division in the loop (box_ops.iou_exceeds says why).
+        overlapping = box_ops.iou_exceeds(best_box, boxes, iou_threshold)[:, 0, :]
         # The chosen box always leaves the pool, even with IoU 0 to itself
         # (degenerate boxes), or the loop would pick it again.
         drop = tf.logical_or(
-            ious > iou_threshold, tf.one_hot(best, num_boxes, on_value=True, off_value=False)
+            overlapping, tf.one_hot(best, num_boxes, on_value=True, off_value=False)
         )
         alive = tf.logical_and(alive, tf.logical_not(drop))
         write = tf.logical_and(slots[tf.newaxis, :] == step, found[:, tf.newaxis])

@@ -9,21 +9,23 @@ TFLite runtime with the Flex delegate, which TensorFlow 2.21's `tf.lite.Interpre
 
 Quantization (`tf.lite.Optimize.DEFAULT`):
 - `dynamic_range`: int8 weights, float activations; no data needed.
-- `full_integer` (a TFLite limitation breaks it for models with NMS, see below):
-  int8 weights and activations of the network's convolutions, pooling and
+- `full_integer`: int8 weights and activations of the network's convolutions, pooling and
   padding, calibrated on a representative dataset (the signature's inputs built from
   TFRecords); every other op type (`FLOAT_OPS`) stays float with quantize / dequantize around
-  it. The postprocess must: int8 IoUs, box coordinates and scores would change which boxes NMS
-  keeps and round the outputs (and an int8 union can be 0). Op types are all the converter can
-  tell apart, so the network's residual additions and reshapes stay float too. The signature's
-  inputs and outputs keep their types. TFLite applies that op denylist to the main subgraph
-  only: the body of the NMS loop (a WHILE op) is quantized to int8 anyway, and its int8 IoU
-  division fails at run time when a union rounds to 0 (`div.cc data[i] != 0`; it does for the
-  demo model). `export_tflite_model` runs every model once after converting and reports a
-  failure instead of writing a model that cannot run.
+  it. The postprocess must: int8 box coordinates and scores would round the outputs. Op types
+  are all the converter can tell apart, so the network's residual additions and reshapes stay
+  float too. The signature's inputs and outputs keep their types. TFLite applies that op
+  denylist to the main subgraph only: the body of the NMS loop (a WHILE op) is quantized to
+  int8 anyway, so NMS compares int8 areas of the candidate boxes (the kept boxes' coordinates
+  and scores are gathered from float tensors outside the loop). That loop has no division
+  (`box_ops.iou_exceeds`): an int8 union can be 0, and TFLite's DIV then fails at run time
+  (`div.cc data[i] != 0`), as it did for the demo model before. `export_tflite_model` runs
+  every converted model on its calibration data and writes nothing if TFLite cannot run it.
 """
 
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema_fb
+from tensorflow.lite.python import schema_util
 
 from detection.serving import input_types
 
@@ -123,20 +125,52 @@ def convert(concrete_function, trackable, quantization, representative=None, sel
     return debugger.get_nondebug_quantized_model()
 
 
-def check_runs(model_content, inputs):
-    """Runs a converted model once on `inputs` (a batch of its input).
+def check_runs(model_content, batches):
+    """Runs a converted model on each input batch of `batches`.
+
+    Whether a quantized model runs can depend on the data (a value that rounds to 0), so the
+    tool passes every calibration batch, not just one.
+
+    Args:
+      model_content: bytes of the .tflite model.
+      batches: an iterable of input arrays, each one batch of the model's input.
+
+    Returns:
+      the number of batches run.
 
     Raises:
-      RuntimeError: the interpreter fails (the message is TFLite's).
+      RuntimeError: the interpreter fails on a batch (the message is TFLite's).
     """
     interpreter = tf.lite.Interpreter(model_content=model_content)
     interpreter.allocate_tensors()
     runner = interpreter.get_signature_runner()
     ((name, _),) = runner.get_input_details().items()
-    runner(**{name: inputs})
+    count = 0
+    for batch in batches:
+        runner(**{name: batch})
+        count += 1
+    return count
 
 
 def op_names(model_content):
-    """The sorted set of op names in a .tflite model (e.g. to list Flex ops)."""
-    interpreter = tf.lite.Interpreter(model_content=model_content)
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    """The sorted set of op names in a .tflite model, in every subgraph (loop bodies too).
+
+    Built-in ops by their schema name (`CONV_2D`, `WHILE`), custom ones by their custom code
+    (`FlexDecodeImage` for select TF ops). The interpreter's op list covers the main subgraph
+    only, so the flatbuffer is read with TFLite's own schema module.
+    """
+    model = schema_fb.Model.GetRootAs(model_content, 0)
+    builtin_names = {
+        code: name for name, code in vars(schema_fb.BuiltinOperator).items() if name.isupper()
+    }
+    names = set()
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            opcode = model.OperatorCodes(subgraph.Operators(o).OpcodeIndex())
+            code = schema_util.get_builtin_code_from_operator_code(opcode)
+            if code == schema_fb.BuiltinOperator.CUSTOM:
+                names.add(opcode.CustomCode().decode())
+            else:
+                names.add(builtin_names[code])
+    return sorted(names)

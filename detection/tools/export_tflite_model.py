@@ -9,10 +9,10 @@ Writes `output_dir/model.tflite` and `output_dir/export.json` (how to feed it, r
 normalized images of the network input size, batch 1, as the host's evaluation preprocessing
 produces them; `image_tensor` (uint8, resized in the model) also converts to built-in ops only.
 Full-integer calibration reads `--num_calibration_images` images of
-`--representative_file_pattern` (default: the params' `eval.eval_file_pattern`); for detection
-models TFLite then cannot run the result (its NMS loop gets quantized), which the tool reports
-after its test run of every converted model. See `detection/serving/tflite.py` for the ops and
-the quantization modes.
+`--representative_file_pattern` (default: the params' `eval.eval_file_pattern`). Every
+converted model is test-run in TFLite (on each calibration image when there are some) and
+nothing is written if it fails. See `detection/serving/tflite.py` for the ops and the
+quantization modes.
 """
 
 import json
@@ -126,20 +126,20 @@ def _representative(args, params, spec, info):
     )
 
 
-def _smoke_input(spec, info, representative):
-    """One input batch to run a converted model on (calibration data when there is some)."""
+def _check_inputs(spec, info, representative):
+    """Input batches to run a converted model on: every calibration batch, or one made up."""
     if representative is not None:
-        return next(representative())[0]
+        return (inputs[0] for inputs in representative())
     if spec.input_type in input_types.TENSOR_INPUT_TYPES:
         size = spec.image_size or tuple(info["network_input_size"])
         dtype = np.float32 if spec.input_type == input_types.RAW_IMAGE_TENSOR else np.uint8
-        return np.zeros([spec.batch_size, *size, 3], dtype)
+        return [np.zeros([spec.batch_size, *size, 3], dtype)]
     image = tf.io.encode_png(tf.zeros([8, 8, 3], tf.uint8)).numpy()
     if spec.input_type == input_types.TF_EXAMPLE:
         feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
         features = tf.train.Features(feature={"image/encoded": feature})
         image = tf.train.Example(features=features).SerializeToString()
-    return np.array([image] * spec.batch_size, dtype=object)
+    return [np.array([image] * spec.batch_size, dtype=object)]
 
 
 def _check_convertible(spec, allow_select_tf_ops):
@@ -189,7 +189,7 @@ def _main(argv, scratch_dir):
         # TensorFlow's own TFLite interpreter has no Flex delegate: select-op models cannot
         # be test-run here.
         if not flex:
-            tflite.check_runs(content, _smoke_input(spec, info, representative))
+            num_checked = tflite.check_runs(content, _check_inputs(spec, info, representative))
     except RuntimeError as error:
         print(
             f"{PROG}: error: the {args.quantization} model does not run in TFLite: "
@@ -211,6 +211,8 @@ def _main(argv, scratch_dir):
     print(f"select TF ops: {', '.join(flex) if flex else 'none'}")
     if flex:
         print("not test-run: running select TF ops needs a TFLite runtime with the Flex delegate")
+    else:
+        print(f"test-run on {num_checked} input batch(es)")
     return exit_codes.OK
 
 

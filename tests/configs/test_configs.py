@@ -20,7 +20,8 @@ NEW_KEYS = {
     "cascade_mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"}
     | {f"maskrcnn_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
     "shapemask": {"nasfpn.min_level", "nasfpn.max_level"},
-    "classification": {"architecture.multilevel_features"},
+    "classification": {"architecture.multilevel_features"}
+    | {f"classification_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
     "segmentation": {"nasfpn.min_level", "nasfpn.max_level"},
 }
 EXECUTOR_KEYS = {"train.checkpoint_interval", "train.checkpoint_max_to_keep", "train.jit_compile"}

@@ -11,6 +11,7 @@ from detection.configs import factory as config_factory
 from detection.dataloader import factory
 from detection.dataloader import preprocess_ops
 from detection.dataloader.classification_parser import ClassificationParser
+from detection.hyperparameters import ParamsError
 
 SIZES = [(48, 80), (80, 48), (64, 64), (40, 100), (72, 56), (50, 50)]
 LABELS = [0, 4, 2, 3, 1, 4]
@@ -171,3 +172,27 @@ def test_augmentation_hook_runs_on_the_decoded_training_image(records):
         left_brighter = image[0, 0, 0] > image[0, -1, 0]
         assert left_brighter == expect_inverted
         assert (reference[0, 0, 0] > reference[0, -1, 0]) is np.False_
+
+
+def test_randaugment_from_params_changes_training_images_only():
+    # A uniform grey image stays one colour through crop, flip and resize; RandAugment's
+    # colour ops (invert, solarize, brightness...) change it in some of the draws.
+    grey = tf.io.encode_png(tf.fill([40, 48, 3], tf.constant(128, tf.uint8))).numpy()
+    record = tf.constant(_example(grey, 1))
+    policy = {"aug_policy": "randaugment", "randaug_num_layers": 2, "randaug_magnitude": 10}
+    plain_eval = factory.parser_from_params(_params(""), "eval")(record)[0]["images"]
+    augmented_eval = factory.parser_from_params(_params("", **policy), "eval")(record)[0]
+    np.testing.assert_array_equal(augmented_eval["images"], plain_eval)
+    plain = factory.parser_from_params(_params(""), "train")(record)[0]["images"].numpy()
+    assert np.all(plain == plain[0, 0])
+    tf.random.set_seed(0)
+    parser = factory.parser_from_params(_params("", **policy), "train")
+    draws = [parser(record)[0]["images"].numpy() for _ in range(20)]
+    changed = [not np.array_equal(image, plain) for image in draws]
+    assert 0 < sum(changed) < 20  # some ops (equalize, contrast...) leave it grey
+
+
+def test_classification_aug_policy_takes_randaugment_only():
+    params = _params("", aug_policy="v0")
+    with pytest.raises(ParamsError, match="classification_parser.aug_policy='v0'"):
+        factory.parser_from_params(params, "train")

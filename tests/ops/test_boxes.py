@@ -48,6 +48,33 @@ def test_box_iou_matches_brute_force_batched_with_padding():
     np.testing.assert_allclose(jit, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 1.0])
+def test_iou_exceeds_matches_brute_force_and_has_no_division(threshold):
+    rng = np.random.default_rng(2)
+    boxes1 = _random_boxes(rng, (2, 9))
+    boxes2 = _random_boxes(rng, (2, 11))
+    boxes2[0, :3] = boxes1[0, :3]  # identical boxes: IoU 1, never > 1
+    boxes2[0, 3] = boxes1[0, 3] + [0, 0, 0, 1e-3]  # IoU just below 1
+    boxes1[1, 0] = -1.0  # padding row: union 0 against another padding row
+    boxes2[1, 0] = -1.0
+    boxes1[1, 1] = [10, 10, 10, 20]  # zero height
+    ious = np.array(
+        [[[_np_iou_pair(a, b) for b in boxes2[i]] for a in boxes1[i]] for i in range(2)]
+    )
+    # Pairs closer to the threshold than float32 can tell apart are not compared.
+    decided = np.abs(ious - threshold) > 1e-5
+    got = box_ops.iou_exceeds(boxes1, boxes2, threshold).numpy()
+    assert got.shape == (2, 9, 11) and got.dtype == bool
+    np.testing.assert_array_equal(got[decided], (ious > threshold)[decided])
+    assert not got[1, 0, 0] and not got[1, 1].any()
+    graph = (
+        tf.function(box_ops.iou_exceeds)
+        .get_concrete_function(tf.TensorSpec([9, 4]), tf.TensorSpec([11, 4]), threshold)
+        .graph
+    )
+    assert not [op.type for op in graph.get_operations() if "Div" in op.type]
+
+
 def test_box_iou_broadcasts_leading_dims():
     rng = np.random.default_rng(1)
     boxes1 = _random_boxes(rng, (3,))

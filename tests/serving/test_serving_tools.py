@@ -1,7 +1,7 @@
 """TFLite export (float32 matches the SavedModel; full-integer calibrates from TFRecords and
-reports TFLite's quantized NMS loop), evaluate_model (a SavedModel feeds the evaluator the eval
-detections; TFLite results JSON) and inference on exported models, on the tiny random-weight
-RetinaNet of conftest.py."""
+runs; a model that fails to run is not written), evaluate_model (a SavedModel feeds the
+evaluator the eval detections; TFLite results JSON) and inference on exported models, on the
+tiny random-weight RetinaNet of conftest.py."""
 
 import glob
 import json
@@ -14,7 +14,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from detection.evaluation import factory as evaluation_factory
-from detection.serving import loaded
+from detection.serving import loaded, tflite
 from detection.tools import evaluate_model, export_tflite_model, inference, visualize
 
 
@@ -65,30 +65,71 @@ def test_tflite_float_matches_the_saved_model(tflite_models, saved_model_results
         np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-3)
 
 
-def test_tflite_full_integer_writes_a_model_that_runs_or_says_why_not(
-    tiny_model, tiny_shapes, tmp_path, capsys
-):
-    # TFLite quantizes the NMS while-loop body to int8 whatever the op denylist says; whether
-    # its int8 IoU division then meets a zero union depends on the weights and the data (it did
-    # for the demo model). Either way the tool never leaves a model that cannot run.
+def test_tflite_full_integer_writes_a_model_that_runs(tiny_model, tiny_shapes, tmp_path, capsys):
+    # TFLite quantizes the NMS while-loop body to int8 whatever the op denylist says; an int8
+    # union can round to 0, so that loop must hold no DIV (it failed at run time before).
     code = _export_tflite(tiny_model, tiny_shapes, tmp_path / "int8", "full_integer")
+    assert code == 0, capsys.readouterr().err
+    assert "test-run on 4 input batch(es)" in capsys.readouterr().out
     path = tmp_path / "int8" / "model.tflite"
-    if code == 2:
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1
-        assert err.startswith(
-            "export_tflite_model: error: the full_integer model does not run in TFLite: "
-        )
-        assert not path.exists()
-        return
-    assert code == 0
     interpreter = loaded.tflite_interpreter(str(path))
     dtypes = [detail["dtype"] for detail in interpreter.get_tensor_details()]
     assert dtypes.count(np.int8) > 10  # convolution weights and activations
+    assert "DIV" not in tflite.op_names(path.read_bytes())
     results = loaded.load(str(path)).predict(
-        [loaded.Example(serialized=r) for r in _records(tiny_shapes)[:2]]
+        [loaded.Example(serialized=r) for r in _records(tiny_shapes)]
     )
-    assert all(len(r["scores"]) == 10 for r in results)
+    assert len(results) == 8
+    for result in results:
+        assert len(result["scores"]) == 10
+        boxes = np.asarray(result["boxes"])
+        assert np.all(np.isfinite(boxes)) and np.all((boxes >= 0) & (boxes <= 64))
+
+
+def test_tflite_op_names_include_loop_bodies():
+    # The interpreter's op list covers the main subgraph only; DIV here is in the loop body.
+    @tf.function(input_signature=[tf.TensorSpec([4], tf.float32)])
+    def loop(x):
+        return tf.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y / (y + 1.0)), (0, x))[1]
+
+    content = tf.lite.TFLiteConverter.from_concrete_functions(
+        [loop.get_concrete_function()], loop
+    ).convert()
+    assert tflite.op_names(content) == ["ADD", "DIV", "LESS", "WHILE"]
+
+
+def test_tflite_export_writes_nothing_when_the_model_fails_to_run(
+    tiny_model, tiny_shapes, tmp_path, capsys, monkeypatch
+):
+    # A model that fails on one calibration image only (as a zero int8 union would) is caught.
+    seen = []
+    real_invoke = tf.lite.Interpreter.get_signature_runner
+
+    def failing_runner(self, *args, **kwargs):
+        runner = real_invoke(self, *args, **kwargs)
+
+        class Runner:
+            def get_input_details(self):
+                return runner.get_input_details()
+
+            def __call__(self, **inputs):
+                seen.append(1)
+                if len(seen) == 3:
+                    raise RuntimeError("div.cc:242 data[i] != 0 was not true.\nNode 68 (DIV)")
+                return runner(**inputs)
+
+        return Runner()
+
+    monkeypatch.setattr(tf.lite.Interpreter, "get_signature_runner", failing_runner)
+    code = _export_tflite(tiny_model, tiny_shapes, tmp_path / "int8", "full_integer")
+    assert code == 2
+    assert len(seen) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "export_tflite_model: error: the full_integer model does not run in TFLite: "
+        "div.cc:242 data[i] != 0 was not true."
+    )
+    assert not (tmp_path / "int8" / "model.tflite").exists()
 
 
 def test_evaluate_model_reproduces_the_eval_detections_and_metrics(exports, tiny_model, tmp_path):
