@@ -37,6 +37,11 @@ SHAPEMASK_CFG = merge_dicts(
             "mask_min_level": 3,
             "mask_max_level": 5,
             "box_jitter_scale": 0.025,
+            # New: the augmentation policy of the other detection parsers (the original's
+            # shapemask_parser had none); masks follow its geometric ops.
+            "aug_policy": "",
+            "randaug_num_layers": 2,
+            "randaug_magnitude": 10,
             "upsample_factor": 4,
         },
         "retinanet_head": {

@@ -19,7 +19,8 @@ NEW_KEYS = {
     | {f"maskrcnn_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
     "cascade_mask_rcnn": {"nasfpn.min_level", "nasfpn.max_level"}
     | {f"maskrcnn_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
-    "shapemask": {"nasfpn.min_level", "nasfpn.max_level"},
+    "shapemask": {"nasfpn.min_level", "nasfpn.max_level"}
+    | {f"shapemask_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
     "classification": {"architecture.multilevel_features"}
     | {f"classification_parser.{key}" for key in RANDAUGMENT_KEYS | {"aug_policy"}},
     "segmentation": {"nasfpn.min_level", "nasfpn.max_level"},

@@ -44,7 +44,12 @@ def _retinanet_params(paths, **parser):
 
 
 @pytest.mark.parametrize(
-    "model, section", [("retinanet", "retinanet_parser"), ("mask_rcnn", "maskrcnn_parser")]
+    "model, section",
+    [
+        ("retinanet", "retinanet_parser"),
+        ("mask_rcnn", "maskrcnn_parser"),
+        ("shapemask", "shapemask_parser"),
+    ],
 )
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_unknown_policy_names_the_key_and_lists_the_policies(model, section, mode):
@@ -164,6 +169,43 @@ def test_masks_and_classes_follow_a_translation_through_the_maskrcnn_parser():
         np.testing.assert_allclose(labels["gt_masks"][0].numpy(), expected_crop, atol=1e-5)
         seen_shifts.add(shift)
     assert seen_shifts == {SHIFT, -SHIFT}
+
+
+def test_shapemask_parser_runs_the_policy_with_its_masks(tiny_shapes):
+    """ShapeMask's section takes aug_policy too: a translation policy changes the training
+    image and its mask targets, keeps every shape static, and leaves evaluation alone."""
+    params = config_factory.config_generator("shapemask")
+    params.override(
+        {
+            "architecture": {"num_classes": 4, "min_level": 3, "max_level": 6},
+            "shapemask_parser": {
+                "output_size": [SIZE, SIZE],
+                "aug_rand_hflip": False,
+                "aug_scale_min": 1.0,
+                "aug_scale_max": 1.0,
+                "max_num_instances": MAX_INSTANCES,
+                "num_sampled_masks": 2,
+                "mask_crop_size": 8,
+                "mask_min_level": 3,
+                "mask_max_level": 4,
+            },
+            "shapemask_head": {"mask_crop_size": 8},
+        }
+    )
+    record = next(
+        iter(tf.data.TFRecordDataset(tf.io.gfile.glob(tiny_shapes["train_file_pattern"])))
+    )
+    plain = factory.parser_from_params(params, "train")
+    params.override({"shapemask_parser": {"aug_policy": "test"}})
+    augmented = factory.parser_from_params(params, "train")
+    assert augmented._autoaugment is not None and plain._autoaugment is None
+    assert factory.parser_from_params(params, "eval")._autoaugment is None
+    features, labels = augmented(record)
+    reference_features, _ = plain(record)
+    for tensor in tf.nest.flatten((features, labels)):
+        assert tensor.shape.is_fully_defined()
+    assert np.all(np.isfinite(features["images"].numpy()))
+    assert not np.allclose(features["images"].numpy(), reference_features["images"].numpy())
 
 
 # --- The RetinaNet pipeline under every policy ---
