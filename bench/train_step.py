@@ -36,10 +36,12 @@ Usage (from the repository root):
 """
 
 import os
+import tempfile
 import time
 
 import keras
 import numpy as np
+import op_profile  # bench/op_profile.py, beside this script
 import tensorflow as tf
 from absl import app, flags
 
@@ -71,6 +73,13 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer("seed", 0, "Seed of the inputs and of the model initialization.")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled variants (they compile for minutes).")
+flags.DEFINE_integer(
+    "profile_steps",
+    0,
+    "After timing, profile this many calls of the train step (tf.function, no XLA) and print "
+    "the op time per model component and op type (bench/op_profile.py).",
+)
+flags.DEFINE_string("profile_dir", "", "Where the profile goes (default: a temporary directory).")
 
 
 def _parser_key():
@@ -271,6 +280,20 @@ def main(argv):
     detections = {name: int(value["num_detections"][0]) for name, (*_, value) in infer.items()}
     print(f"last total loss: {losses}; detections per image: {detections}")
     print(f"load average (1, 5, 15 min) before: {load_before}; after: {_load()}")
+    if FLAGS.profile_steps:
+        _profile(train_variants[0], FLAGS.profile_steps)
+
+
+def _profile(variant, num_steps):
+    """Profiles `num_steps` calls of a (warmed-up) variant and prints where the time goes."""
+    name, fn, args = variant
+    log_dir = FLAGS.profile_dir or tempfile.mkdtemp(prefix="train_step_profile_")
+    tf.profiler.experimental.start(log_dir)
+    for _ in range(num_steps):
+        _timed(fn, args)
+    tf.profiler.experimental.stop()
+    print(f"\nprofile of {num_steps} calls of '{name}' ({log_dir}):\n")
+    print(op_profile.format_summary(op_profile.summarize(log_dir), num_steps))
 
 
 if __name__ == "__main__":
