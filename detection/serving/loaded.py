@@ -26,6 +26,7 @@ from PIL import Image
 from detection.ops import boxes as box_ops
 from detection.serving import factory, input_types
 from detection.serving import module as serving_module
+from detection.serving import tflite
 
 EXPORT_INFO_FILE = serving_module.EXPORT_INFO_FILE
 
@@ -242,7 +243,7 @@ def _saved_model(path):
 
 def tflite_interpreter(path):
     """A `tf.lite.Interpreter` with its tensors allocated."""
-    interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
+    interpreter = tflite.new_interpreter(model_path=path, num_threads=os.cpu_count())
     interpreter.allocate_tensors()
     return interpreter
 

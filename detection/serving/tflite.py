@@ -23,6 +23,8 @@ Quantization (`tf.lite.Optimize.DEFAULT`):
   every converted model on its calibration data and writes nothing if TFLite cannot run it.
 """
 
+import warnings
+
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.python import schema_util
@@ -46,6 +48,17 @@ FLOAT_OPS = (
     "REDUCE_MAX", "REDUCE_MIN", "RELU", "RESHAPE", "SELECT", "SELECT_V2", "SLICE", "SQUEEZE",
     "STRIDED_SLICE", "SUB", "SUM", "TILE", "TOPK_V2", "TRANSPOSE", "UNPACK", "WHILE",
 )  # fmt: skip
+
+
+def new_interpreter(**kwargs):
+    """`tf.lite.Interpreter(**kwargs)` without its deprecation warning on stderr.
+
+    TensorFlow 2.21's interpreter warns that it moves to `ai_edge_litert`; it still works, and
+    the warning would stand before the one line a tool prints on bad input.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        return tf.lite.Interpreter(**kwargs)
 
 
 def representative_inputs(file_pattern, spec, preprocess, network_size, num_images):
@@ -141,7 +154,7 @@ def check_runs(model_content, batches):
     Raises:
       RuntimeError: the interpreter fails on a batch (the message is TFLite's).
     """
-    interpreter = tf.lite.Interpreter(model_content=model_content)
+    interpreter = new_interpreter(model_content=model_content)
     interpreter.allocate_tensors()
     runner = interpreter.get_signature_runner()
     ((name, _),) = runner.get_input_details().items()
