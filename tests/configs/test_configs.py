@@ -91,6 +91,7 @@ MODEL_OF_CONFIG = {
     "spinenet49_retinanet.yaml": "retinanet",
     "spinenet49_mrcnn.yaml": "mask_rcnn",
     "spinenet49s_mrcnn.yaml": "mask_rcnn",
+    "spinenet-mbconv49_retinanet.yaml": "retinanet",
     "cascade_maskrcnn_effb7_nasfpn_1280.yaml": "cascade_mask_rcnn",
     "maskrcnn_resnet50_1024_copy_paste.yaml": "cascade_mask_rcnn",
     "spinenet49_classification.yaml": "classification",

@@ -1,10 +1,25 @@
-"""Every registered backbone x decoder x model type builds and runs one XLA train step.
+"""Every registered backbone and decoder builds and runs one XLA train step in every model type.
 
-The combinations come from the registries themselves (backbones/factory.py,
-decoders/factory.py, model_fns/factory.py), so a part registered later is included
-automatically; it only needs a tiny params override below, and the test fails until it has
-one. Everything is tiny: 64 px images, batch 2, 8-channel widths, one cell or conv.
-Combinations invalid by design must fail with a ParamsError before anything is built.
+The parts come from the registries themselves (backbones/factory.py, decoders/factory.py,
+model_fns/factory.py), so a part registered later is included automatically; it only needs a
+tiny params override below, and `test_every_registered_part_is_covered` fails until it has one.
+Everything is tiny: batch 2, 8-channel widths, one cell or conv, 128 px images with levels
+3-7 (SpineNet's block specs and NAS-FPN's searched cells are defined on levels 3-7, and the
+coarsest stride 128 must divide the input).
+
+Coverage (one compiled train step is a few seconds on CPU, so not every triple is stepped):
+- `retinanet` steps the full cross product backbone x decoder (`FULL_CROSS_PRODUCT`).
+- `mask_rcnn`, `cascade_mask_rcnn`, `shapemask` and `segmentation` step every backbone once
+  and every decoder at least once: each backbone with one decoder, the decoders in turn. All
+  their parts are the same layers as RetinaNet's, so what this leaves out is only a pairing
+  of already-stepped parts in an already-stepped model type.
+- `classification` reads the backbone's levels itself (no decoder section): every backbone
+  with `identity`.
+- EfficientNet-b1..b7 differ from b0 only by the width/depth coefficients that the tiny
+  override replaces, so b0's steps stand for them (`test_shared_backbones_are_identical`).
+Combinations invalid by design (`identity` on a backbone ending at level 5 for the detectors,
+any decoder in classification) must fail with a ParamsError naming the reason before a weight
+is created; they are checked for every model type.
 """
 
 import keras
@@ -20,20 +35,117 @@ from detection.model_fns import factory as model_fn_factory
 from detection.modeling.backbones import factory as backbone_factory
 from detection.modeling.decoders import factory as decoder_factory
 
-IMAGE_SIZE = 64
+IMAGE_SIZE = 128
 EFFICIENTNETS = [f"efficientnet-b{i}" for i in range(8)]
 
-# Per model type: a function of the tiny shapes dataset's paths giving the params override
-# that makes the model tiny and trains it on that data. A model type registered in
+
+def _train(data):
+    return {"train": {"train_batch_size": 2, "train_file_pattern": data["train_file_pattern"]}}
+
+
+def _architecture(**extra):
+    levels = {"min_level": 3, "max_level": 7}
+    return {"architecture": {**levels, "num_classes": 4, "use_bfloat16": False, **extra}}
+
+
+def _two_stage(data):
+    return merge_dicts(
+        merge_dicts(_architecture(mask_target_size=8), _train(data)),
+        {
+            "anchor": {"num_scales": 1, "anchor_size": 3.0},
+            "rpn_head": {"num_filters": 8},
+            "frcnn_head": {"num_filters": 8, "fc_dims": 16},
+            "mrcnn_head": {"num_convs": 1, "num_filters": 8},
+            "rpn_score_loss": {"rpn_batch_size_per_im": 32},
+            "maskrcnn_parser": {
+                "output_size": [IMAGE_SIZE, IMAGE_SIZE],
+                "max_num_instances": 8,
+                "mask_crop_size": 16,
+                "rpn_batch_size_per_im": 32,
+            },
+            "roi_proposal": {"rpn_pre_nms_top_k": 64, "rpn_post_nms_top_k": 16},
+            "roi_sampling": {"num_samples_per_image": 16},
+            "mask_sampling": {"num_mask_samples_per_image": 8},
+        },
+    )
+
+
+# Per model type: the tiny dataset fixture it trains on, and a function of that dataset's
+# paths giving the override that makes the model tiny. A model type registered in
 # model_fns/factory.py without an entry here fails `test_every_registered_part_is_covered`.
 MODEL_TINY = {
-    "retinanet": lambda data: {
-        "architecture": {"num_classes": 4, "use_bfloat16": False},
-        "retinanet_head": {"num_convs": 1, "num_filters": 8},
-        "anchor": {"num_scales": 1, "aspect_ratios": [1.0]},
-        "retinanet_parser": {"output_size": [IMAGE_SIZE, IMAGE_SIZE], "max_num_instances": 8},
-        "train": {"train_batch_size": 2, "train_file_pattern": data["train_file_pattern"]},
-    },
+    "retinanet": (
+        "tiny_shapes",
+        lambda data: merge_dicts(
+            merge_dicts(_architecture(), _train(data)),
+            {
+                "retinanet_head": {"num_convs": 1, "num_filters": 8},
+                "anchor": {"num_scales": 1, "aspect_ratios": [1.0]},
+                "retinanet_parser": {
+                    "output_size": [IMAGE_SIZE, IMAGE_SIZE],
+                    "max_num_instances": 8,
+                },
+            },
+        ),
+    ),
+    "mask_rcnn": ("tiny_shapes", _two_stage),
+    "cascade_mask_rcnn": (
+        "tiny_shapes",
+        lambda data: merge_dicts(
+            _two_stage(data), {"roi_sampling": {"cascade_iou_thresholds": [0.6, 0.7]}}
+        ),
+    ),
+    "shapemask": (
+        "tiny_shapes",
+        lambda data: merge_dicts(
+            merge_dicts(_architecture(), _train(data)),
+            {
+                # ShapeMask's default is the original's sstable, not readable here.
+                "train": {"train_dataset_type": "tfrecord"},
+                "retinanet_head": {"num_convs": 1, "num_filters": 8},
+                "anchor": {"num_scales": 1, "anchor_size": 3.0},
+                "shapemask_parser": {
+                    "output_size": [IMAGE_SIZE, IMAGE_SIZE],
+                    "max_num_instances": 8,
+                    "num_sampled_masks": 2,
+                    "mask_crop_size": 8,
+                    "upsample_factor": 2,
+                    "mask_min_level": 3,
+                    "mask_max_level": 4,
+                },
+                "shapemask_head": {
+                    "mask_crop_size": 8,
+                    "upsample_factor": 2,
+                    "num_downsample_channels": 8,
+                    "num_convs": 1,
+                },
+            },
+        ),
+    ),
+    "classification": (
+        "tiny_classification_shapes",
+        lambda data: merge_dicts(
+            merge_dicts(_architecture(), _train(data)),
+            {
+                "classification_parser": {"output_size": [IMAGE_SIZE, IMAGE_SIZE]},
+                "classification_head": {"endpoints_num_filters": 8},
+            },
+        ),
+    ),
+    "segmentation": (
+        "tiny_segmentation_shapes",
+        lambda data: merge_dicts(
+            # Pyramid fusion sums every level into the head's, so every decoder weight is
+            # reached by the loss (the head alone reads level 3 only).
+            merge_dicts(_architecture(use_pyramid_fusion=True), _train(data)),
+            {
+                "segmentation_head": {"num_convs": 1, "upsample_num_filters": 8},
+                "segmentation_parser": {"output_size": [IMAGE_SIZE, IMAGE_SIZE]},
+                # The default freezes a ResNet's stem by its variable names.
+                "train": {"frozen_variable_prefix": None},
+            },
+        ),
+    ),
 }
 
 # Per backbone: tiny widths / ids.
@@ -61,31 +173,75 @@ DECODER_TINY = {
     "identity": {},
 }
 
-# Invalid by design: identity hands the backbone's levels 3-7 to the heads, and ResNet and
-# EfficientNet end at level 5.
-REJECTED = {(name, "identity"): "gives levels 2-5" for name in ["resnet", *EFFICIENTNETS]}
-
 # The EfficientNets differ only in width/depth coefficients, which the tiny override
 # replaces: at tiny size b1..b7 are b0's network (`test_shared_backbones_are_identical`
 # checks it), so b0's build and step stand for them.
 SHARED = {name: "efficientnet-b0" for name in EFFICIENTNETS[1:]}
 
+FULL_CROSS_PRODUCT = ("retinanet",)
+ENDS_AT_LEVEL_5 = ("resnet", *EFFICIENTNETS)
 
-def _combinations(rejected):
+
+def rejection(model, backbone, decoder):
+    """The ParamsError message expected for an invalid combination, or None if it is valid."""
+    if model == "classification":
+        return None if decoder == "identity" else "only 'identity' is supported"
+    if decoder == "identity" and backbone in ENDS_AT_LEVEL_5 and model != "segmentation":
+        # The detectors' heads need levels 3-6; segmentation reads its head's level only.
+        return "gives levels 2-5"
+    return None
+
+
+def _valid_decoders(model, backbone):
+    return [d for d in decoder_factory.DECODERS if rejection(model, backbone, d) is None]
+
+
+def _stepped():
+    """[(model, backbone, decoder)] that run a train step."""
+    backbones = [b for b in backbone_factory.BACKBONES if b not in SHARED]
+    triples = []
+    for model in model_fn_factory.MODELS:
+        if model not in FULL_CROSS_PRODUCT and model != "classification":
+            # One step per backbone, rotating through the decoders (skipping ones invalid
+            # for the backbone) so that every decoder is stepped too.
+            for i, backbone in enumerate(backbones):
+                valid = _valid_decoders(model, backbone)
+                decoders = list(decoder_factory.DECODERS)
+                order = decoders[i % len(decoders) :] + decoders[: i % len(decoders)]
+                triples.append((model, backbone, next(d for d in order if d in valid)))
+        else:
+            triples += [(model, b, d) for b in backbones for d in _valid_decoders(model, b)]
+    return triples
+
+
+def _rejected():
     return [
-        pytest.param(model, backbone, decoder, id=f"{model}-{backbone}-{decoder}")
+        (model, backbone, decoder)
         for model in model_fn_factory.MODELS
         for backbone in backbone_factory.BACKBONES
         for decoder in decoder_factory.DECODERS
-        if ((backbone, decoder) in REJECTED) == rejected and backbone not in SHARED
+        if backbone not in SHARED and rejection(model, backbone, decoder) is not None
     ]
+
+
+def _ids(triples):
+    return [pytest.param(*t, id="-".join(t)) for t in triples]
 
 
 def _params(model, backbone, decoder, data):
     if model not in MODEL_TINY:
         pytest.fail(f"model type {model!r} has no tiny params: add it to MODEL_TINY in {__file__}")
-    override = merge_dicts(MODEL_TINY[model](data), BACKBONE_TINY[backbone])
-    override = merge_dicts(override, DECODER_TINY[decoder])
+    override = merge_dicts(MODEL_TINY[model][1](data), BACKBONE_TINY[backbone])
+    if model == "classification" and backbone not in ENDS_AT_LEVEL_5:
+        # SpineNet's classifiers average every level (`all`, as the original's files set it),
+        # so every endpoint is reached by the loss; `top` would leave the lower ones out.
+        # ResNet and EfficientNet keep `top`: their levels differ in channels, and every
+        # weight already lies on the path to the top level.
+        override = merge_dicts(override, {"classification_head": {"aggregation": "all"}})
+    defaults = loader.load_params(model)
+    # Classification has no decoder sections: its invalid decoders are named, not sized.
+    decoder_tiny = {k: v for k, v in DECODER_TINY[decoder].items() if k in defaults}
+    override = merge_dicts(override, decoder_tiny)
     override = merge_dicts(
         override, {"architecture": {"backbone": backbone, "multilevel_features": decoder}}
     )
@@ -99,22 +255,33 @@ def test_every_registered_part_is_covered():
         assert backbone in BACKBONE_TINY, f"add tiny params for backbone {backbone!r}"
     for decoder in decoder_factory.DECODERS:
         assert decoder in DECODER_TINY, f"add tiny params for decoder {decoder!r}"
-    # Every (backbone, decoder) pair is either stepped, rejected, or shared with a stepped one.
-    stepped = {tuple(p.values[1:]) for p in _combinations(rejected=False)}
-    for backbone in backbone_factory.BACKBONES:
+    stepped = set(_stepped())
+    for model in model_fn_factory.MODELS:
+        for backbone in backbone_factory.BACKBONES:
+            representative = SHARED.get(backbone, backbone)
+            # Every backbone is stepped in every model type ...
+            assert any(t[:2] == (model, representative) for t in stepped), (model, backbone)
         for decoder in decoder_factory.DECODERS:
-            pair = (SHARED.get(backbone, backbone), decoder)
-            assert pair in stepped or (backbone, decoder) in REJECTED, (backbone, decoder)
+            # ... and so is every decoder the model type can take.
+            valid = any(rejection(model, b, decoder) is None for b in backbone_factory.BACKBONES)
+            assert valid == any(t[0::2] == (model, decoder) for t in stepped), (model, decoder)
+    # In the full-cross-product models every valid pair is stepped, the rest are rejected.
+    for model in FULL_CROSS_PRODUCT:
+        for backbone in backbone_factory.BACKBONES:
+            for decoder in decoder_factory.DECODERS:
+                triple = (model, SHARED.get(backbone, backbone), decoder)
+                assert (triple in stepped) != (rejection(*triple) is not None), triple
 
 
 @pytest.fixture(scope="module")
-def batches(tiny_shapes):
+def batches(request):
     """One train batch per model type, from its own input pipeline (shared by its steps)."""
     cache = {}
 
     def get(model):
         if model not in cache:
-            params = _params(model, "resnet", "fpn", tiny_shapes)
+            data = request.getfixturevalue(MODEL_TINY[model][0])
+            params = _params(model, "resnet", _valid_decoders(model, "resnet")[0], data)
             model_fn = model_fn_factory.model_fn_from_params(params)
             cache[model] = next(iter(model_fn.input_fn(TRAIN)(None)))
         return cache[model]
@@ -141,11 +308,12 @@ def _train_step(model_fn, model):
     return step
 
 
-@pytest.mark.parametrize("model, backbone, decoder", _combinations(rejected=False))
-def test_one_xla_train_step(model, backbone, decoder, tiny_shapes, batches):
+@pytest.mark.parametrize("model, backbone, decoder", _ids(_stepped()))
+def test_one_xla_train_step(model, backbone, decoder, request, batches):
     features, labels = batches(model)
+    data = request.getfixturevalue(MODEL_TINY[model][0])
     keras.utils.set_random_seed(0)
-    model_fn = model_fn_factory.model_fn_from_params(_params(model, backbone, decoder, tiny_shapes))
+    model_fn = model_fn_factory.model_fn_from_params(_params(model, backbone, decoder, data))
     network = model_fn.build_model()
     variables = network.trainable_variables
     before = [v.numpy() for v in variables]
@@ -162,23 +330,25 @@ def test_one_xla_train_step(model, backbone, decoder, tiny_shapes, batches):
         np.testing.assert_allclose(variable.numpy(), expected, atol=1e-6, err_msg=variable.path)
 
 
-@pytest.mark.parametrize("model, backbone, decoder", _combinations(rejected=True))
-def test_invalid_combination_is_a_params_error(model, backbone, decoder, tiny_shapes):
-    model_fn = model_fn_factory.model_fn_from_params(_params(model, backbone, decoder, tiny_shapes))
-    with pytest.raises(ParamsError, match=REJECTED[(backbone, decoder)]):
+@pytest.mark.parametrize("model, backbone, decoder", _ids(_rejected()))
+def test_invalid_combination_is_a_params_error(model, backbone, decoder, request):
+    data = request.getfixturevalue(MODEL_TINY[model][0])
+    model_fn = model_fn_factory.model_fn_from_params(_params(model, backbone, decoder, data))
+    with pytest.raises(ParamsError, match=rejection(model, backbone, decoder)):
         model_fn.build_model()
 
 
 def test_shared_backbones_are_identical(tiny_shapes):
     def weights(name):
-        params = _params(model_fn_factory.MODELS[0], name, "fpn", tiny_shapes)
+        params = _params("retinanet", name, "fpn", tiny_shapes)
         backbone = backbone_factory.backbone_from_params(params)
         backbone(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 3]), training=False)
         return [(v.path, tuple(v.shape)) for v in backbone.weights]
 
     for name, representative in SHARED.items():
         assert weights(name) == weights(representative), name
-    # The shared combinations really were rejected or stepped under the representative.
+    # The shared combinations are rejected or valid exactly as their representative is.
     for name, representative in SHARED.items():
-        for decoder in decoder_factory.DECODERS:
-            assert ((name, decoder) in REJECTED) == ((representative, decoder) in REJECTED)
+        for model in model_fn_factory.MODELS:
+            for decoder in decoder_factory.DECODERS:
+                assert rejection(model, name, decoder) == rejection(model, representative, decoder)

@@ -170,7 +170,16 @@ class MergeNode(keras.layers.Layer):
                 coarse, fine = x0, x1
             else:
                 coarse, fine = x1, x0
-            x = coarse + fine * tf.sigmoid(tf.reduce_max(coarse, axis=[1, 2], keepdims=True))
+            # The spatial maximum as a whole-map max pool, not `reduce_max`: reduce_max's
+            # gradient divides by the count of elements equal to the maximum, and XLA may
+            # recompute the two sides of that comparison differently (a 1x1 top level at
+            # XLA's CPU optimization level 0 gave 0 / 0 = NaN); the pool's gradient goes to
+            # one argmax and cannot divide. Same value; ties are measure zero.
+            height, width = coarse.shape[1], coarse.shape[2]
+            spatial_max = tf.nn.max_pool2d(
+                coarse, ksize=(height, width), strides=(height, width), padding="VALID"
+            )
+            x = coarse + fine * tf.sigmoid(spatial_max)
         for extra in extras:
             x = x + extra
         x = self._activation_fn(x)

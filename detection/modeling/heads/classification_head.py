@@ -15,8 +15,8 @@ As the original framework's `classification_head` section:
 """
 
 import keras
-import tensorflow as tf
 
+from detection.modeling.layers import nearest_resize
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers.conv import Conv2DFixedPadding
 
@@ -102,12 +102,12 @@ class ClassificationHead(keras.layers.Layer):
             )
         # Coarse to fine, one level at a time: with sizes that are not exact multiples (224 px
         # gives 2, 4, 7, 14, 28) the chained resizes are what the original computed.
+        # `resize_nearest` gives tf.image.resize's nearest values, and its gradient compiles
+        # with XLA on every device (ResizeNearestNeighborGrad has no XLA kernel on CPU/GPU).
         total = features[str(levels[-1])]
         for level in reversed(levels[:-1]):
             finer = features[str(level)]
-            total = finer + tf.image.resize(
-                total, finer.shape[1:3], method=tf.image.ResizeMethod.NEAREST_NEIGHBOR
-            )
+            total = finer + nearest_resize.resize_nearest(total, finer.shape[1:3])
         return total / len(levels)
 
     def call(self, features, training=None):

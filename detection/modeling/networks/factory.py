@@ -136,7 +136,8 @@ def maskrcnn_network_from_params(params, anchor_boxes, dtype=None):
       dtype: the dtype policy of the layers.
 
     Raises:
-      ParamsError: a bad value of the heads, the cascade or the postprocess.
+      ParamsError: a bad value of the heads, the cascade or the postprocess, or a backbone and
+        decoder that do not give the RPN levels `min_level..max_level` of one channel count.
     """
     thresholds = cascade_iou_thresholds(params)
     architecture = params.architecture
@@ -165,9 +166,12 @@ def maskrcnn_network_from_params(params, anchor_boxes, dtype=None):
             pre_nms_num_boxes=p.pre_nms_num_boxes,
             apply_nms=p.apply_nms,
         )
+        backbone = backbone_from_params(params, dtype)
+        decoder = decoder_from_params(params, dtype)
+        check_shared_head_channels(pyramid_channels(params, backbone, decoder), "rpn_head", params)
         return MaskRCNNNetwork(
-            backbone=backbone_from_params(params, dtype),
-            fpn=decoder_from_params(params, dtype),
+            backbone=backbone,
+            fpn=decoder,
             rpn_head=rpn_head_from_params(params, dtype),
             box_heads=box_heads,
             mask_head=mask_head_from_params(params, dtype) if architecture.include_mask else None,
@@ -189,10 +193,20 @@ def maskrcnn_network_from_params(params, anchor_boxes, dtype=None):
 
 
 def shapemask_network_from_params(params, dtype=None):
-    """RetinaNet's backbone, decoder and head plus ShapeMask's three mask heads."""
+    """RetinaNet's backbone, decoder and head plus ShapeMask's three mask heads.
+
+    Raises:
+      ParamsError: the backbone and decoder do not give the heads levels
+        `min_level..max_level` of one channel count; raised before any weight is created.
+    """
+    backbone = backbone_from_params(params, dtype)
+    decoder = decoder_from_params(params, dtype)
+    check_shared_head_channels(
+        pyramid_channels(params, backbone, decoder), "retinanet_head", params
+    )
     return ShapeMaskNetwork(
-        backbone_from_params(params, dtype),
-        decoder_from_params(params, dtype),
+        backbone,
+        decoder,
         retinanet_head_from_params(params, dtype),
         shape_prior_head_from_params(params, dtype),
         coarse_mask_head_from_params(params, dtype),
