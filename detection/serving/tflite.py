@@ -53,11 +53,12 @@ FLOAT_OPS = (
 def new_interpreter(**kwargs):
     """`tf.lite.Interpreter(**kwargs)` without its deprecation warning on stderr.
 
-    TensorFlow 2.21's interpreter warns that it moves to `ai_edge_litert`; it still works, and
-    the warning would stand before the one line a tool prints on bad input.
+    TensorFlow 2.21's interpreter warns on every construction that it moves to
+    `ai_edge_litert`; it still works, and the warning would stand before the one line a tool
+    prints on bad input.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        warnings.simplefilter("ignore", UserWarning)
         return tf.lite.Interpreter(**kwargs)
 
 
@@ -129,13 +130,16 @@ def convert(concrete_function, trackable, quantization, representative=None, sel
     if representative is None:
         raise ValueError("full_integer quantization needs a representative dataset")
     converter.representative_dataset = representative
-    # The quantization debugger is TFLite's public way to keep chosen op types float.
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter,
-        debug_dataset=representative,
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=FLOAT_OPS),
-    )
-    return debugger.get_nondebug_quantized_model()
+    # The quantization debugger is TFLite's public way to keep chosen op types float. It
+    # builds interpreters, whose deprecation warning `new_interpreter` explains.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=representative,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=FLOAT_OPS),
+        )
+        return debugger.get_nondebug_quantized_model()
 
 
 def check_runs(model_content, batches):
