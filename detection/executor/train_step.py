@@ -106,7 +106,8 @@ class TrainStep:
                     f"{type(outputs).__name__} {outputs!r}"[:300]
                 )
             model_loss = _as_scalar(outputs["total_loss"], "'total_loss'")
-        grads = tape.gradient(model_loss / num_replicas, self._trained)
+            scaled_loss = model_loss / num_replicas
+        grads = tape.gradient(scaled_loss, self._trained)
         # The L2 penalty's gradient is added directly (same values, one add per weight).
         l2_loss = variable_selection.l2_loss(self._regularized, self._l2_weight_decay)
         total_loss = model_loss + l2_loss

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from detection.modeling.backbones import resnet
 from detection.modeling.layers import dropblock, norm_activation, resnet_blocks, stochastic_depth
+from detection.modeling.layers.batch_norm import FusedBatchNorm
 
 # torchvision's published num_params minus its 1000-way fc layer
 # (2048*1000+1000 for bottleneck nets, 512*1000+1000 for basic ones). The
@@ -133,7 +134,7 @@ def test_batch_norm_options_reach_every_batch_norm():
     norms = [
         layer
         for layer in model._flatten_layers()
-        if isinstance(layer, keras.layers.BatchNormalization)
+        if isinstance(layer, (FusedBatchNorm, keras.layers.BatchNormalization))
     ]
     assert len(norms) == 1 + 4 * 2 + 4  # stem, 2 per block, 4 projections.
     assert all(n.momentum == 0.9 and n.epsilon == 1e-3 for n in norms)
