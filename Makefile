@@ -8,6 +8,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL ?= retinanet
+# Test processes (pytest-xdist): most of a test's time is single-threaded tracing and XLA
+# compiling, so two processes keep 2 cores busy.
+TEST_WORKERS ?= 2
 DEMO_DIR ?= runs/shapes_$(MODEL)
 
 .PHONY: demo test install bench clean
@@ -24,11 +27,10 @@ demo: $(STAMP)
 	$(PY) -m detection.tools.demo --model $(MODEL) --model_dir $(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 bench: $(STAMP)
-	$(PY) bench/input_pipeline.py
-	$(PY) bench/train_step.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache
