@@ -74,13 +74,13 @@ def _assert_accepted_or_params_error(call):
     return params
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(override_text, min_size=1, max_size=3))
 def test_random_override_strings(overrides):
     _assert_accepted_or_params_error(lambda: loader.load_params("retinanet", [], overrides))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_random_yaml_documents(tmp_path_factory, document):
     path = tmp_path_factory.mktemp("fuzz") / "config.yaml"
@@ -88,7 +88,7 @@ def test_random_yaml_documents(tmp_path_factory, document):
     _assert_accepted_or_params_error(lambda: loader.load_params("retinanet", [str(path)]))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=80), st.text(alphabet=st.sampled_from(SYNTAX), max_size=80)))
 def test_random_yaml_bytes(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("fuzz") / "config.yaml"
@@ -99,7 +99,7 @@ def test_random_yaml_bytes(tmp_path_factory, content):
 
 
 @pytest.mark.parametrize("seed_override", ["train.total_steps=5"])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(override=override_text)
 def test_main_prints_one_line_or_succeeds(seed_override, override):
     """Through the command line: exit 0 with the YAML on stdout, or exit 2 and one line."""
