@@ -11,7 +11,7 @@ targets, batching) with the retinanet defaults. Settings:
 
   peer         TF Model Garden's RetinaNet pipeline on the same records (--peer_python): its
                registered parser (hflip, scale jitter 0.8-1.2, anchor targets) at the same size
-               and batch, timed by the peer harness itself (`bench/peer_input_pipeline.py`)
+               and batch, timed by the peer harness itself (`bench/peer_phases.py pipeline`)
 
 Each setting runs alone (a pipeline left open would keep filling its prefetch buffers in the
 background and steal CPU from the one being timed, then look fast on its turn): build, read
@@ -106,7 +106,8 @@ def _peer_rates(file_pattern):
     here = os.path.dirname(os.path.abspath(__file__))
     command = [
         FLAGS.peer_python,
-        os.path.join(here, "peer_input_pipeline.py"),
+        os.path.join(here, "peer_phases.py"),
+        "pipeline",
         "--harness",
         FLAGS.peer_harness,
         "--",
