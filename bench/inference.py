@@ -304,7 +304,7 @@ def _serving_latency():
     return ours, peer
 
 
-def _json_rows(part1, ratios, serve, peer, size, serve_size):
+def _json_rows(part1, ratios, serve, peer, size):
     rows = []
     for name, r in part1.items():
         for unit, key in (("ms/image", "ms"), ("CPU ms/image", "cpu_ms")):
@@ -325,19 +325,20 @@ def _json_rows(part1, ratios, serve, peer, size, serve_size):
                 "peer": None,
             }
         )
+    # Named as bench/report.py names the peer's measure (c), so the two pair up.
     for name, key in (("with NMS", "with_nms"), ("without NMS", "without_nms")):
         if name not in serve:
             continue
         for unit, ours_key, peer_key in (
-            ("ms/image", "ms", "median_s"),
-            ("CPU ms/image", "cpu_ms", "median_cpu_s"),
+            ("s/image", "ms", "median_s"),
+            ("CPU s/image", "cpu_ms", "median_cpu_s"),
         ):
             rows.append(
                 {
-                    "figure": f"serving {name}, R50-FPN RetinaNet {serve_size}px ({unit})",
+                    "figure": f"retinanet inference {name}, batch 1",
                     "unit": unit,
-                    "ours": serve[name][ours_key],
-                    "peer": 1000 * peer[key][peer_key] if peer else None,
+                    "ours": serve[name][ours_key] / 1000,
+                    "peer": peer[key][peer_key] if peer else None,
                 }
             )
     return rows
@@ -356,7 +357,7 @@ def main(argv):
     print(f"\nload average (1, 5, 15 min) before: {load_before}; after: {_load()}")
     if FLAGS.json_out:
         size = _params({}).retinanet_parser.output_size[0]
-        rows = _json_rows(part1, ratios, serve, peer, size, FLAGS.serve_size)
+        rows = _json_rows(part1, ratios, serve, peer, size)
         with open(FLAGS.json_out, "w") as f:
             json.dump(rows, f, indent=1)
 

@@ -136,19 +136,24 @@ def _load():
 
 
 def _json_rows(rates, cpu_ms):
-    """Rows for `make bench`: images/s and CPU ms per image of each setting (peer beside none)."""
-    size = f"{FLAGS.output_size}px batch {FLAGS.batch_size}"
+    """Rows for `make bench` (bench/report.py): images/s and CPU ms per image of each setting.
+
+    The `none` setting (the peer's augmentation) is named as report.py names the peer's
+    pipeline figure, `retinanet input pipeline, SxS`, so the two pair up; its `peer` is the
+    peer's pipeline timed here, when it was.
+    """
+    size = f"{FLAGS.output_size}x{FLAGS.output_size}"
     has_peer = "peer" in rates
     rows = []
     for setting in rates:
         if setting == "peer":
             continue
         peer = has_peer and setting == "none"
-        name = "input pipeline" if setting == "none" else f"input pipeline, {setting}"
+        name = "" if setting == "none" else f", {setting}"
         for unit, values in (("images/s", rates), ("CPU ms/image", cpu_ms)):
             rows.append(
                 {
-                    "figure": f"{name}, RetinaNet train, {size} ({unit})",
+                    "figure": f"retinanet input pipeline{name}, {size}",
                     "unit": unit,
                     "ours": statistics.median(values[setting]),
                     "peer": statistics.median(values["peer"]) if peer else None,
