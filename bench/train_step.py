@@ -35,6 +35,7 @@ Usage (from the repository root):
       [--params_override='frcnn_head: {num_convs: 4, num_fcs: 1}']
 """
 
+import json
 import os
 import tempfile
 import time
@@ -49,7 +50,7 @@ from detection.configs import loader
 from detection.core.modes import PREDICT, TRAIN
 from detection.dataloader import factory as dataloader_factory
 from detection.dataloader.anchor_labeler import AnchorLabeler
-from detection.executor import learning_rates, optimizers, variable_selection
+from detection.executor import bfloat16_support, learning_rates, optimizers, variable_selection
 from detection.model_fns import factory as model_fn_factory
 
 FLAGS = flags.FLAGS
@@ -73,6 +74,17 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer("seed", 0, "Seed of the inputs and of the model initialization.")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled variants (they compile for minutes).")
+flags.DEFINE_list(
+    "precisions",
+    ["float32"],
+    "Compute precisions of the train step, timed alternately: float32 and/or bfloat16 (the "
+    "Keras mixed_bfloat16 policy that `architecture.use_bfloat16` selects on hardware with "
+    "native bfloat16).",
+)
+flags.DEFINE_bool("inference", True, "Also time inference (float32).")
+flags.DEFINE_string(
+    "json_out", "", "Write the figures here as a JSON list of {figure, unit, ours, peer} rows."
+)
 flags.DEFINE_integer(
     "profile_steps",
     0,
@@ -80,6 +92,9 @@ flags.DEFINE_integer(
     "the op time per model component and op type (bench/op_profile.py).",
 )
 flags.DEFINE_string("profile_dir", "", "Where the profile goes (default: a temporary directory).")
+
+
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 def _parser_key():
@@ -146,10 +161,11 @@ def _pipeline_batch(params):
     return next(iter(dataset))
 
 
-def _train_step(params, jit_compile):
+def _train_step(params, jit_compile, precision="float32"):
     """A compiled `step(features, labels) -> total loss` on a freshly built model."""
     keras.utils.set_random_seed(FLAGS.seed)
     model_fn = model_fn_factory.model_fn_from_params(params)
+    model_fn.dtype_policy = keras.DTypePolicy(_POLICIES[precision])
     model = model_fn.build_model()
     train = params.train
     trained = list(model.trainable_variables)
@@ -161,12 +177,14 @@ def _train_step(params, jit_compile):
     optimizer.build(trained)  # Slots exist before tracing.
 
     def step(features, labels):
+        # The executor's replica step (detection/executor/train_step.py) on one replica.
         with tf.GradientTape() as tape:
-            outputs = model_fn(model, features, labels, TRAIN)
-            loss = outputs["total_loss"] + variable_selection.l2_loss(
-                regularized, train.l2_weight_decay
-            )
-        grads = tape.gradient(loss, trained)
+            model_loss = model_fn(model, features, labels, TRAIN)["total_loss"]
+        grads = tape.gradient(model_loss, trained)
+        loss = model_loss + variable_selection.l2_loss(regularized, train.l2_weight_decay)
+        grads = variable_selection.add_l2_gradients(
+            grads, trained, regularized, train.l2_weight_decay
+        )
         optimizer.apply(grads, trained)
         return loss
 
@@ -225,6 +243,72 @@ def main(argv):
         features, labels = _pipeline_batch(params)
         counts = np.sum(labels["gt_classes"].numpy() > 0, axis=1)
         inputs = f"{FLAGS.data}: {', '.join(str(c) for c in counts)} objects per image"
+    size = f"{FLAGS.output_size}x{FLAGS.output_size}"
+    override = f" + {FLAGS.params_override}" if FLAGS.params_override else ""
+    native, why = bfloat16_support.native_bfloat16(tf.distribute.get_strategy())
+    print(
+        f"{FLAGS.model} R50-FPN (default {params.type} params{override}), CPU, {size}; "
+        f"{len(os.sched_getaffinity(0))} CPUs (native bfloat16: {native}, {why}); train batch "
+        f"{FLAGS.batch_size} ({inputs}), inference batch {FLAGS.infer_batch_size} "
+        f"(score_threshold {FLAGS.infer_score_threshold}); {FLAGS.warmup_steps} warm-up + "
+        f"{FLAGS.num_steps} timed calls per variant; load average before: {load_before}",
+        flush=True,
+    )
+    train_variants = []
+    for precision in FLAGS.precisions:
+        if precision not in _POLICIES:
+            raise app.UsageError(f"--precisions: {precision!r} is not one of {list(_POLICIES)}")
+        train_variants.append(
+            (
+                f"train, tf.function, {precision}",
+                _train_step(params, False, precision),
+                (features, labels),
+            )
+        )
+        if FLAGS.xla:
+            train_variants.append(
+                (
+                    f"train, XLA, {precision}",
+                    _train_step(params, True, precision),
+                    (features, labels),
+                )
+            )
+    train = _run(train_variants)
+    infer = _run(_inference_variants(rng)) if FLAGS.inference else {}
+    results = {**train, **infer}
+
+    print()
+    print(f"| {size}, CPU | batch | median s | p90 s | median CPU s | first call s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (first, seconds, cpus, _) in results.items():
+        batch = FLAGS.batch_size if name.startswith("train") else FLAGS.infer_batch_size
+        print(
+            f"| {name} | {batch} | {np.median(seconds):.3f} | "
+            f"{np.percentile(seconds, 90):.3f} | {np.median(cpus):.3f} | {first:.1f} |"
+        )
+    print()
+    for numerator, denominator in _ratio_pairs(results):
+        top, bottom = np.array(results[numerator][1]), np.array(results[denominator][1])
+        top_cpu, bottom_cpu = np.array(results[numerator][2]), np.array(results[denominator][2])
+        print(
+            f"{numerator} / {denominator} = {np.median(top) / np.median(bottom):.2f} (ratio of "
+            f"median wall times), {np.median(top / bottom):.2f} (median of paired ratios), "
+            f"{np.median(top_cpu) / np.median(bottom_cpu):.2f} (CPU seconds)"
+        )
+    losses = {name: float(value) for name, (*_, value) in train.items()}
+    print(f"last total loss: {losses}")
+    if infer:
+        detections = {name: int(value["num_detections"][0]) for name, (*_, value) in infer.items()}
+        print(f"detections per image: {detections}")
+    print(f"load average (1, 5, 15 min) before: {load_before}; after: {_load()}")
+    if FLAGS.json_out:
+        _write_json(results, size)
+    if FLAGS.profile_steps:
+        _profile(train_variants[0], FLAGS.profile_steps)
+
+
+def _inference_variants(rng):
+    """Float32 predict-mode calls (forward + decode + NMS), plain and with XLA."""
     infer_params = _params(FLAGS.infer_score_threshold)
     infer_features = _features(rng, FLAGS.infer_batch_size)
     keras.utils.set_random_seed(FLAGS.seed)
@@ -238,50 +322,38 @@ def main(argv):
             for k in ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
         }
 
-    size = f"{FLAGS.output_size}x{FLAGS.output_size}"
-    override = f" + {FLAGS.params_override}" if FLAGS.params_override else ""
-    print(
-        f"{FLAGS.model} R50-FPN (default {params.type} params{override}), float32, CPU, {size}; "
-        f"{len(os.sched_getaffinity(0))} CPUs; train batch {FLAGS.batch_size} ({inputs}), "
-        f"inference batch {FLAGS.infer_batch_size} "
-        f"(score_threshold {FLAGS.infer_score_threshold}); {FLAGS.warmup_steps} warm-up + "
-        f"{FLAGS.num_steps} timed calls per variant; load average before: {load_before}",
-        flush=True,
-    )
-    train_variants = [("train, tf.function", _train_step(params, False), (features, labels))]
-    infer_variants = [("inference, tf.function", tf.function(predict), (infer_features,))]
+    variants = [("inference, tf.function", tf.function(predict), (infer_features,))]
     if FLAGS.xla:
-        train_variants.append(("train, XLA", _train_step(params, True), (features, labels)))
-        infer_variants.append(
+        variants.append(
             ("inference, XLA", tf.function(predict, jit_compile=True), (infer_features,))
         )
-    train = _run(train_variants)
-    infer = _run(infer_variants)
-    results = {**train, **infer}
+    return variants
 
-    print()
-    print(f"| {size}, float32, CPU | batch | median s | p90 s | median CPU s | first call s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, (first, seconds, cpus, _) in results.items():
+
+def _ratio_pairs(results):
+    """(numerator, denominator) names: XLA / plain and bfloat16 / float32, where both ran."""
+    pairs = []
+    for name in results:
+        for slower, faster in ((", XLA", ", tf.function"), (", bfloat16", ", float32")):
+            if slower in name and name.replace(slower, faster) in results:
+                pairs.append((name, name.replace(slower, faster)))
+    return pairs
+
+
+def _write_json(results, size):
+    """The medians as {figure, unit, ours, peer} rows (bench/report.py collects them)."""
+    rows = []
+    for name, (_, seconds, cpus, _) in results.items():
         batch = FLAGS.batch_size if name.startswith("train") else FLAGS.infer_batch_size
-        print(
-            f"| {name} | {batch} | {np.median(seconds):.3f} | "
-            f"{np.percentile(seconds, 90):.3f} | {np.median(cpus):.3f} | {first:.1f} |"
+        figure = f"{FLAGS.model} {name}, {size}, batch {batch}"
+        rows.append(
+            {"figure": figure, "unit": "s", "ours": float(np.median(seconds)), "peer": None}
         )
-    print()
-    for kind in ("train", "inference") if FLAGS.xla else ():
-        plain = np.array(results[f"{kind}, tf.function"][1])
-        xla = np.array(results[f"{kind}, XLA"][1])
-        print(
-            f"{kind}: XLA / no-XLA = {np.median(xla) / np.median(plain):.2f} (ratio of "
-            f"medians), {np.median(xla / plain):.2f} (median of paired ratios)"
+        rows.append(
+            {"figure": figure, "unit": "CPU s", "ours": float(np.median(cpus)), "peer": None}
         )
-    losses = {name: float(value) for name, (*_, value) in train.items()}
-    detections = {name: int(value["num_detections"][0]) for name, (*_, value) in infer.items()}
-    print(f"last total loss: {losses}; detections per image: {detections}")
-    print(f"load average (1, 5, 15 min) before: {load_before}; after: {_load()}")
-    if FLAGS.profile_steps:
-        _profile(train_variants[0], FLAGS.profile_steps)
+    with open(FLAGS.json_out, "w") as f:
+        json.dump(rows, f, indent=1)
 
 
 def _profile(variant, num_steps):

@@ -13,8 +13,9 @@ checkpoints and summaries. Models never see the strategy; the executor never see
 
 `build_model()` is called once, inside `strategy.scope()`, and must create every variable
 (build the model on a dummy input if needed). Before calling it the executor sets
-`self.dtype_policy`: a `keras.DTypePolicy` ("mixed_bfloat16" on TPU when
-`architecture.use_bfloat16` is true, else "float32"); the model must hand it to its layers
+`self.dtype_policy`: a `keras.DTypePolicy` ("mixed_bfloat16" when
+`architecture.use_bfloat16` is true and the devices have native bfloat16: TPU, AVX512-BF16 /
+AMX CPU, GPU >= 8.0; else "float32"); the model must hand it to its layers
 (`dtype=self.dtype_policy`) and cast its outputs to float32 before computing losses.
 
 `__call__(model, features, labels, mode)` runs inside one replica on that replica's local

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from detection.core import strategies
+from detection.executor import bfloat16_support
 
 _log = logging.getLogger(__name__)
 
@@ -136,12 +137,27 @@ def per_replica_batch_size(global_batch_size, num_replicas, key):
     return global_batch_size // num_replicas
 
 
-def compute_dtype_policy(use_bfloat16, strategy):
-    """Mixed bfloat16 on TPU when asked; float32 everywhere else (logged when it differs)."""
-    if use_bfloat16 and is_tpu_strategy(strategy):
+def compute_dtype_policy(use_bfloat16, strategy, cpu_flags=None):
+    """The Keras policy of a run: mixed bfloat16 when asked and the devices have it natively.
+
+    Args:
+      use_bfloat16: `architecture.use_bfloat16`.
+      strategy: the run's strategy (TPU, GPU or CPU devices).
+      cpu_flags: the CPU's feature flags (default: this host's; tests pass their own).
+
+    Returns:
+      `keras.DTypePolicy("mixed_bfloat16")` on TPUs, AVX512-BF16 / AMX CPUs and GPUs of
+      compute capability >= 8.0 when `use_bfloat16`; "float32" otherwise. Either way when
+      `use_bfloat16` is true, one log line says which and why.
+    """
+    if not use_bfloat16:
+        return keras.DTypePolicy("float32")
+    native, reason = bfloat16_support.native_bfloat16(strategy, cpu_flags)
+    if native:
+        _log.info("architecture.use_bfloat16 is true and %s: computing in mixed bfloat16", reason)
         return keras.DTypePolicy("mixed_bfloat16")
-    if use_bfloat16:
-        _log.info(
-            "architecture.use_bfloat16 is true but the device is not a TPU: computing in float32"
-        )
+    _log.info(
+        "architecture.use_bfloat16 is true but %s (no native bfloat16): computing in float32",
+        reason,
+    )
     return keras.DTypePolicy("float32")

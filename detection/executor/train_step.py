@@ -1,6 +1,7 @@
 """The distributed training step and the host loop that runs many of them per call.
 
-One replica step: the model fn's local loss plus L2 -> gradient of `loss / num_replicas`
+One replica step: the model fn's local loss plus L2 -> gradient of `loss / num_replicas` (the
+L2 term's gradient added in closed form)
 (compiled with XLA when `jit_compile`) -> SUM over replicas (= gradient of the global mean) ->
 global-norm clipping -> optimizer update. Clipping after the sum makes the result independent
 of how the global batch is split across replicas.
@@ -105,10 +106,13 @@ class TrainStep:
                     f"{type(outputs).__name__} {outputs!r}"[:300]
                 )
             model_loss = _as_scalar(outputs["total_loss"], "'total_loss'")
-            l2_loss = variable_selection.l2_loss(self._regularized, self._l2_weight_decay)
-            total_loss = model_loss + l2_loss
-            scaled_loss = total_loss / num_replicas
-        grads = tape.gradient(scaled_loss, self._trained)
+        grads = tape.gradient(model_loss / num_replicas, self._trained)
+        # The L2 penalty's gradient is added directly (same values, one add per weight).
+        l2_loss = variable_selection.l2_loss(self._regularized, self._l2_weight_decay)
+        total_loss = model_loss + l2_loss
+        grads = variable_selection.add_l2_gradients(
+            grads, self._trained, self._regularized, self._l2_weight_decay / num_replicas
+        )
         missing = [
             variable_selection.tf1_name(v) for v, g in zip(self._trained, grads) if g is None
         ]

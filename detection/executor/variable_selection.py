@@ -62,3 +62,32 @@ def l2_loss(variables, l2_weight_decay):
     if not variables or not l2_weight_decay:
         return tf.constant(0.0, tf.float32)
     return l2_weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
+
+
+def add_l2_gradients(grads, variables, regularized_variables, scale):
+    """Adds the gradient of `scale * sum(tf.nn.l2_loss(v))`, i.e. `scale * v`, to `grads`.
+
+    The executor differentiates the model loss alone and adds the penalty's gradient here: the
+    same numbers as differentiating `loss + l2_loss`, without the backward pass accumulating two
+    gradient contributions per weight (a gradient sum per variable on CPU).
+
+    Args:
+      grads: gradients of `variables` (None where the loss does not reach a variable).
+      variables: the trained variables, in the order of `grads`.
+      regularized_variables: the subset in the penalty.
+      scale: the penalty's weight (`l2_weight_decay`, divided by the replica count when the
+        gradients are of the per-replica share of the loss).
+
+    Returns:
+      A list of gradients; None stays None only for variables outside the penalty.
+    """
+    if not scale:
+        return list(grads)
+    penalized = {id(v) for v in regularized_variables}
+    out = []
+    for grad, variable in zip(grads, variables):
+        if id(variable) in penalized:
+            decay = scale * tf.cast(variable, tf.float32)
+            grad = decay if grad is None else grad + tf.cast(decay, grad.dtype)
+        out.append(grad)
+    return out

@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from detection.executor import learning_rates, optimizers, variable_selection
 from detection.hyperparameters.params_dict import ParamsDict
@@ -136,6 +137,49 @@ def test_momentum_update_matches_hand_computation():
         velocity = 0.9 * velocity - 0.1 * grad
         value = value + velocity
     np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_fused_momentum_equals_keras_sgd_with_a_changing_rate(nesterov):
+    # The fused kernel must reproduce Keras' own momentum rule, in a tf.function too.
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 4)).astype(np.float32)
+    grads = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(4)]
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1, 2], [0.1, 0.05, 0.01])
+    results = []
+    for cls in (optimizers.SGD, keras.optimizers.SGD):
+        variable = keras.Variable(start, name="w")
+        optimizer = cls(learning_rate=schedule, momentum=0.9, nesterov=nesterov)
+        optimizer.build([variable])
+        step = tf.function(lambda g: optimizer.apply([g], [variable]))
+        for grad in grads:
+            step(tf.constant(grad))
+        results.append((variable.numpy(), optimizer.momentums[0].numpy()))
+    (ours, our_velocity), (reference, reference_velocity) = results
+    np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(our_velocity, reference_velocity, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(ours, start)
+
+
+def test_l2_gradients_equal_the_gradient_of_the_penalty():
+    rng = np.random.default_rng(1)
+    kernel = keras.Variable(rng.normal(size=(3, 2)).astype(np.float32), name="kernel")
+    bias = keras.Variable(rng.normal(size=(2,)).astype(np.float32), name="bias")
+    unused = keras.Variable(rng.normal(size=(2,)).astype(np.float32), name="unused_kernel")
+    x = tf.constant(rng.normal(size=(5, 3)).astype(np.float32))
+    variables, penalized = [kernel, bias, unused], [kernel, unused]
+    with tf.GradientTape(persistent=True) as tape:
+        loss = tf.reduce_sum(tf.sin(x @ kernel + bias))
+        total = loss + variable_selection.l2_loss(penalized, 0.3)
+    expected = tape.gradient(total, variables)
+    grads = variable_selection.add_l2_gradients(
+        tape.gradient(loss, variables), variables, penalized, 0.3
+    )
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    # Only the penalty reaches `unused`; a variable outside it and the loss keeps None.
+    assert variable_selection.add_l2_gradients([None], [bias], penalized, 0.3) == [None]
+    assert variable_selection.add_l2_gradients([None], [bias], [bias], 0.0) == [None]
 
 
 def _small_model():

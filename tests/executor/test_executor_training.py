@@ -203,13 +203,23 @@ def test_warm_start_prefix_and_bad_path(tmp_path, strategy):
         _trainer(bad, tmp_path / "dst2", strategy)
 
 
-def test_bfloat16_only_on_tpu_and_mixed_policy_trains(tmp_path, strategy, caplog, monkeypatch):
+def test_bfloat16_only_where_native_and_mixed_policy_trains(
+    tmp_path, strategy, caplog, monkeypatch
+):
     with caplog.at_level(logging.INFO, logger="detection.executor"):
-        policy = distribution.compute_dtype_policy(True, strategy)
-    assert policy.name == "float32" and "not a TPU: computing in float32" in caplog.text
-    assert distribution.compute_dtype_policy(False, strategy).name == "float32"
+        policy = distribution.compute_dtype_policy(True, strategy, cpu_flags={"avx2", "fma"})
+    assert policy.name == "float32"
+    assert "none of avx512_bf16, amx_bf16 (no native bfloat16): computing in float32" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="detection.executor"):
+        policy = distribution.compute_dtype_policy(True, strategy, cpu_flags={"amx_bf16"})
+    assert policy.name == "mixed_bfloat16" and "CPU has amx_bf16" in caplog.text
+    assert distribution.compute_dtype_policy(False, strategy, {"amx_bf16"}).name == "float32"
 
-    # The TPU path's policy, forced on CPU: bfloat16 compute, float32 variables and losses.
+    # The mixed policy, forced whatever this CPU has: bfloat16 compute, float32 variables
+    # and losses.
     monkeypatch.setattr(
         distribution,
         "compute_dtype_policy",

@@ -12,6 +12,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from detection.modeling.layers.batch_norm import FusedBatchNorm
+
 _ACTIVATIONS = {
     "relu": tf.nn.relu,
     "swish": tf.nn.swish,
@@ -38,7 +40,11 @@ def get_activation(name):
 
 
 class NormActivation(keras.layers.Layer):
-    """BatchNormalization, then the activation unless `apply_activation=False`.
+    """Batch normalization, then the activation unless `apply_activation=False`.
+
+    The batch norm is `FusedBatchNorm` (the fused kernel), or Keras'
+    synchronized `BatchNormalization` with `use_sync_bn`; both keep the same
+    variables, so a checkpoint loads into either.
 
     With `trainable=False` the batch norm is frozen: it always normalizes with
     its moving statistics (Keras runs a non-trainable BatchNormalization in
@@ -87,18 +93,27 @@ class NormActivation(keras.layers.Layer):
             "apply_activation": apply_activation,
             "init_zero": init_zero,
         }
-        self._bn = keras.layers.BatchNormalization(
-            axis=-1,
-            momentum=momentum,
-            epsilon=epsilon,
-            center=True,
-            scale=True,
-            gamma_initializer="zeros" if init_zero else "ones",
-            synchronized=use_sync_bn,
-            trainable=trainable,
-            dtype=self.dtype_policy,
-            name="batch_norm",
-        )
+        if use_sync_bn:
+            # Cross-replica moments need Keras' synchronized layer (no fused kernel).
+            self._bn = keras.layers.BatchNormalization(
+                axis=-1,
+                momentum=momentum,
+                epsilon=epsilon,
+                gamma_initializer="zeros" if init_zero else "ones",
+                synchronized=True,
+                trainable=trainable,
+                dtype=self.dtype_policy,
+                name="batch_norm",
+            )
+        else:
+            self._bn = FusedBatchNorm(
+                momentum=momentum,
+                epsilon=epsilon,
+                gamma_initializer="zeros" if init_zero else "ones",
+                trainable=trainable,
+                dtype=self.dtype_policy,
+                name="batch_norm",
+            )
 
     def build(self, input_shape):
         # Building the batch norm here spares Keras a symbolic run of `call` to find it.

@@ -42,10 +42,15 @@ def sigmoid_focal_loss(logits, targets, alpha, gamma):
             raise ValueError(
                 f"focal loss: logits shape {logits.shape} != targets shape {targets.shape}"
             )
-    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
-    log_one_minus_pt = -(
-        targets * tf.nn.softplus(logits) + (1.0 - targets) * tf.nn.softplus(-logits)
-    )
+    # One softplus serves both terms: softplus(-x) = softplus(x) - x. Then
+    # cross entropy = z * softplus(-x) + (1 - z) * softplus(x) and
+    # log(1 - p_t) = -(z * softplus(x) + (1 - z) * softplus(-x)): fewer passes over the
+    # [batch, anchors * classes] tensors, forward and backward, than separate ops.
+    softplus_pos = tf.nn.softplus(logits)
+    softplus_neg = softplus_pos - logits
+    cross_entropy = targets * softplus_neg + (1.0 - targets) * softplus_pos
+    log_one_minus_pt = cross_entropy - softplus_pos - softplus_neg
     modulator = tf.exp(gamma * log_one_minus_pt)
-    loss = modulator * cross_entropy
-    return tf.where(tf.equal(targets, 1.0), alpha * loss, (1.0 - alpha) * loss)
+    # The alpha weights depend on the targets alone: one multiply, no select in the gradient.
+    weights = tf.where(tf.equal(targets, 1.0), alpha, 1.0 - alpha)
+    return modulator * cross_entropy * weights
