@@ -2,7 +2,9 @@
 
 Part 1, the NMS cost at a trained model's score distribution: the RetinaNet of --model_dir
 (restored from its latest checkpoint, params from --config_file; by default the shapes demo
-model, `configs/shapes/retinanet.yaml`, 128x128) predicts --num_images images of its eval
+model, `configs/shapes/retinanet.yaml`, 128x128; computing as the executor does: mixed bfloat16
+where `use_bfloat16` and the CPU has it natively, else float32, or --precision=float32)
+predicts --num_images images of its eval
 split (the eval input pipeline: normalize, resize, pad). Variants, each a `tf.function` over
 the model fn's PREDICT mode at batch 1 sharing one restored model:
 
@@ -50,7 +52,7 @@ from absl import app, flags
 from detection.configs import loader
 from detection.core.modes import EVAL, PREDICT
 from detection.dataloader import factory as dataloader_factory
-from detection.executor import checkpoints
+from detection.executor import checkpoints, distribution
 from detection.model_fns import factory as model_fn_factory
 from detection.serving import factory as serving_factory
 from detection.serving import input_types, outputs
@@ -60,6 +62,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "runs/shapes_retinanet", "Trained RetinaNet (a checkpoint dir).")
 flags.DEFINE_string("config_file", "configs/shapes/retinanet.yaml", "Its params.")
 flags.DEFINE_string("params_override", "", "Extra params (YAML / JSON / a.b=1 form).")
+flags.DEFINE_enum(
+    "precision",
+    "params",
+    ["params", "float32"],
+    "Part 1 compute: 'params' = what the executor runs (mixed bfloat16 when "
+    "architecture.use_bfloat16 and the CPU has it natively), or float32.",
+)
 flags.DEFINE_integer("num_images", 50, "Eval images timed per variant.")
 flags.DEFINE_integer("warmup", 2, "Untimed calls per variant (the first traces / compiles).")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled variants.")
@@ -123,6 +132,10 @@ def _trained_model_nms():
     trained = _params({})
     post = trained.postprocess
     model_fn = model_fn_factory.model_fn_from_params(trained)
+    if FLAGS.precision == "params":  # As the executor builds it (trainer.build_model).
+        model_fn.dtype_policy = distribution.compute_dtype_policy(
+            trained.architecture.use_bfloat16, tf.distribute.get_strategy()
+        )
     model = model_fn.build_model()
     path = checkpoints.resolve_checkpoint_path(FLAGS.model_dir)
     checkpoints.restore_model(model, path)
@@ -145,7 +158,8 @@ def _trained_model_nms():
         for name, params in variants.items():
             fns[f"{name}, {'XLA' if jit else 'tf.function'}"] = _predict_fn(params, model, jit)
     print(
-        f"Part 1: {trained.type} of {path}, {size[0]}x{size[1]}, batch 1, "
+        f"Part 1: {trained.type} of {path}, {size[0]}x{size[1]}, "
+        f"{model_fn.dtype_policy.name}, batch 1, "
         f"{len(images)} eval images of {trained.eval.eval_file_pattern}; postprocess: "
         f"score_threshold {post.score_threshold}, pre_nms_num_boxes {post.pre_nms_num_boxes}, "
         f"max_total_size {post.max_total_size}, nms_iou_threshold {post.nms_iou_threshold}",
