@@ -102,7 +102,14 @@ BASE_CFG = {
 
 # COCO evaluation, feature-pyramid, anchor and postprocessing parameters of the detectors.
 DETECTION_CFG = {
-    "eval": {"use_json_file": True, "val_json_file": "", "per_category_metrics": False},
+    "eval": {
+        "use_json_file": True,
+        "val_json_file": "",
+        "per_category_metrics": False,
+        # New: score with faster-coco-eval's COCOeval (C++ loops, same 12 numbers; the
+        # optional `fast-eval` extra) instead of pycocotools'.
+        "use_fast_coco_eval": False,
+    },
     "anchor": {"num_scales": 3, "aspect_ratios": [1.0, 2.0, 0.5], "anchor_size": 4.0},
     "fpn": {"fpn_feat_dims": 256, "use_separable_conv": False, "use_batch_norm": True},
     "nasfpn": {

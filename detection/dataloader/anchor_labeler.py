@@ -34,7 +34,12 @@ class AnchorLabeler:
         self._unmatched_threshold = float(unmatched_threshold)
 
     def _match_and_encode(self, gt_boxes, gt_classes):
-        """Returns (matches [M], box_targets [M, 4], gt_classes [N])."""
+        """Returns (matches [M], box_targets [M, 4], positives [P, 1], matched rows [P]).
+
+        Only the P matched anchors (tens to hundreds of ~27k at 384 px) are encoded and
+        scattered into zeros: encoding every anchor and masking it costs more than the
+        matching (one of the largest costs of the input pipeline, bench/input_pipeline.py).
+        """
         gt_boxes = tf.convert_to_tensor(gt_boxes)
         box_ops.check_boxes_shape(gt_boxes, "gt_boxes")
         gt_boxes = tf.cast(tf.reshape(gt_boxes, [-1, 4]), tf.float32)
@@ -48,16 +53,15 @@ class AnchorLabeler:
             self._unmatched_threshold,
             force_match=True,
         )
-        # Unmatched anchors are encoded against themselves, giving exact zeros.
-        matched_boxes = tf.where(
-            (matches >= 0)[:, tf.newaxis],
-            matcher.gather_matched(gt_boxes, matches, 0.0),
-            anchor_boxes,
+        positives = tf.where(matches >= 0)  # [P, 1]
+        rows = tf.gather_nd(matches, positives)  # [P]
+        encoded = box_ops.encode_boxes(
+            tf.gather(gt_boxes, rows),
+            tf.gather_nd(anchor_boxes, positives),
+            weights=(1.0, 1.0, 1.0, 1.0),
         )
-        box_targets = box_ops.encode_boxes(
-            matched_boxes, anchor_boxes, weights=(1.0, 1.0, 1.0, 1.0)
-        )
-        return matches, box_targets, gt_classes
+        box_targets = tf.scatter_nd(positives, encoded, [self._anchors.num_anchors, 4])
+        return matches, box_targets, positives, rows
 
     def label_anchors(self, gt_boxes, gt_classes):
         """Labels all anchors of one image.
@@ -74,11 +78,10 @@ class AnchorLabeler:
             anchors, 0 elsewhere.
           num_positives: float32 scalar, the number of matched anchors.
         """
-        matches, box_targets, gt_classes = self._match_and_encode(gt_boxes, gt_classes)
-        cls_targets = tf.where(
-            matches >= 0, matcher.gather_matched(gt_classes, matches, 0), matches
-        )
-        num_positives = tf.reduce_sum(tf.cast(matches >= 0, tf.float32))
+        matches, box_targets, positives, rows = self._match_and_encode(gt_boxes, gt_classes)
+        classes = tf.gather(tf.reshape(tf.cast(gt_classes, tf.int32), [-1]), rows)
+        cls_targets = tf.tensor_scatter_nd_update(matches, positives, classes)
+        num_positives = tf.cast(tf.shape(rows)[0], tf.float32)
         return (
             self._anchors.unpack_labels(cls_targets),
             self._anchors.unpack_labels(box_targets),
@@ -132,7 +135,7 @@ class RpnAnchorLabeler(AnchorLabeler):
           box_targets: {level: [h, w, A * 4] float32}: encoded targets of every
             matched anchor (sampled or not), 0 elsewhere.
         """
-        matches, box_targets, _ = self._match_and_encode(gt_boxes, gt_classes)
+        matches, box_targets, _, _ = self._match_and_encode(gt_boxes, gt_classes)
         positives, negatives = sampling.sample_balanced(
             matches >= 0,
             matches == matcher.NEGATIVE,

@@ -20,7 +20,7 @@ import logging
 import numpy as np
 from pycocotools import cocoeval
 
-from detection.evaluation import coco_utils
+from detection.evaluation import coco_utils, fast_coco
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class COCOEvaluator:
         num_classes=None,
         category_names=None,
         mask_category_ids=None,
+        use_fast_coco_eval=False,
     ):
         """Builds the evaluator.
 
@@ -125,6 +126,12 @@ class COCOEvaluator:
             )
         if mask_category_ids is not None and not include_mask:
             raise ValueError("mask_category_ids is given but include_mask is False.")
+        if use_fast_coco_eval and not fast_coco.is_available():
+            raise ImportError(
+                f"eval.use_fast_coco_eval needs the {fast_coco.PACKAGE} package: "
+                f"{fast_coco.INSTALL_HINT}"
+            )
+        self._use_fast_coco_eval = bool(use_fast_coco_eval)
         self._annotation_file = annotation_file
         self._coco_gt = (
             coco_utils.load_coco_json(annotation_file) if annotation_file is not None else None
@@ -276,8 +283,11 @@ class COCOEvaluator:
         return metrics
 
     def _run(self, coco_gt, results, iou_type, image_ids, category_ids, prefix):
-        coco_dt = coco_utils.load_results(coco_gt, results)
-        coco_eval = cocoeval.COCOeval(coco_gt, coco_dt, iouType=iou_type)
+        if self._use_fast_coco_eval:
+            coco_eval = fast_coco.cocoeval(coco_gt, results, iou_type, logger.debug)
+        else:
+            coco_dt = coco_utils.load_results(coco_gt, results)
+            coco_eval = cocoeval.COCOeval(coco_gt, coco_dt, iouType=iou_type)
         coco_eval.params.imgIds = image_ids
         if category_ids is not None:
             coco_eval.params.catIds = category_ids
@@ -285,6 +295,8 @@ class COCOEvaluator:
             coco_eval.evaluate()
             coco_eval.accumulate()
         logger.info("COCO %s metrics over %d images:", iou_type, len(image_ids))
+        if self._use_fast_coco_eval:
+            coco_eval.print_function = logger.info
         with coco_utils.quiet_stdout(logger, logging.INFO):
             coco_eval.summarize()
         metrics = {prefix + name: float(v) for name, v in zip(METRIC_NAMES, coco_eval.stats)}

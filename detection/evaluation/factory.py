@@ -6,7 +6,12 @@ below and list it in `_EVALUATORS` under its `eval.type`. `eval.type: customized
 original's "the model's own metric") is resolved by the model `type` in `_CUSTOMIZED`.
 """
 
-from detection.evaluation import classification_accuracy, coco_evaluator, segmentation_iou
+from detection.evaluation import (
+    classification_accuracy,
+    coco_evaluator,
+    fast_coco,
+    segmentation_iou,
+)
 from detection.hyperparameters import ParamsError, registry
 from detection.ops import class_splits
 
@@ -24,11 +29,18 @@ def _annotation_file(eval_params):
 
 
 def _coco(eval_params, include_mask, mask_category_ids=None):
+    use_fast = bool(eval_params.use_fast_coco_eval)
+    if use_fast and not fast_coco.is_available():
+        raise ParamsError(
+            f"eval.use_fast_coco_eval is true but the {fast_coco.PACKAGE} package is not "
+            f"installed: {fast_coco.INSTALL_HINT}, or set eval.use_fast_coco_eval: false"
+        )
     return coco_evaluator.COCOEvaluator(
         annotation_file=_annotation_file(eval_params),
         include_mask=include_mask,
         per_category_metrics=bool(eval_params.per_category_metrics),
         mask_category_ids=mask_category_ids,
+        use_fast_coco_eval=use_fast,
     )
 
 
@@ -74,14 +86,15 @@ _CUSTOMIZED = {"classification": _top_k_accuracy, "segmentation": _mean_iou}
 def evaluator_from_params(params):
     """Returns the evaluator of `eval.type` configured by the `eval` section.
 
-    The COCO evaluators read `use_json_file`, `val_json_file`, `per_category_metrics`, and for
+    The COCO evaluators read `use_json_file`, `val_json_file`, `per_category_metrics`,
+    `use_fast_coco_eval` (faster-coco-eval's COCOeval instead of pycocotools'), and for
     ShapeMask `mask_eval_class` ('all', 'voc', 'nonvoc', or comma-separated category ids).
 
     `customized` is top-1/top-5 accuracy for `classification` and mean IoU for `segmentation`.
 
     Raises:
-      ParamsError: unknown `eval.type` or `mask_eval_class`, or `use_json_file` without a
-        `val_json_file`.
+      ParamsError: unknown `eval.type` or `mask_eval_class`, `use_json_file` without a
+        `val_json_file`, or `use_fast_coco_eval` without the faster-coco-eval package.
     """
     if params.eval.type == "customized":
         return registry.lookup(_CUSTOMIZED, params.type, "eval.type=customized with type")(params)

@@ -26,6 +26,9 @@ NEW_KEYS = {
     "segmentation": {"nasfpn.min_level", "nasfpn.max_level"},
 }
 EXECUTOR_KEYS = {"train.checkpoint_interval", "train.checkpoint_max_to_keep", "train.jit_compile"}
+# faster-coco-eval instead of pycocotools (the detectors' COCO evaluation).
+for _model in ("retinanet", "mask_rcnn", "cascade_mask_rcnn", "shapemask"):
+    NEW_KEYS[_model] = NEW_KEYS[_model] | {"eval.use_fast_coco_eval"}
 # The scaling of the backbones' model ids, each value overridable (base_config.py).
 BACKBONE_KEYS = {
     "spinenet.endpoints_num_filters",

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from detection.dataloader import anchor_labeler
 from detection.ops import anchors as anchors_lib
+from detection.ops import boxes as box_ops
 
 
 def _anchors(min_level=3, max_level=5):
@@ -196,6 +197,31 @@ def test_labels_in_tf_data_with_dynamic_counts():
             atol=1e-5,
         )
         assert num_positives == np.sum(matches >= 0)
+
+
+def test_positives_only_encoding_equals_encoding_every_anchor():
+    """The labeler encodes only matched anchors and scatters them into zeros; the straight
+    way encodes every anchor against its matched box (unmatched ones against themselves,
+    which gives exact zeros). Classes and counts are identical; box targets agree to 2 units
+    in the last place (the same float ops, but log() takes a vectorized or a scalar path
+    depending on where an element lands in the tensor)."""
+    rng = np.random.default_rng(4)
+    anchors = _anchors(3, 6)
+    anchor_boxes = anchors.numpy_boxes
+    labeler = anchor_labeler.AnchorLabeler(anchors, 0.5, 0.4)
+    for num in (0, 1, 3, 9):
+        gt, classes = _random_gt(rng, num)
+        cls_targets, box_targets, num_positives = labeler.label_anchors(gt, classes)
+        matches, _ = _np_match(anchor_boxes, gt, classes, 0.5, 0.4)
+        matched = anchor_boxes.copy()
+        matched[matches >= 0] = gt[matches[matches >= 0]]
+        every_anchor = box_ops.encode_boxes(matched, anchor_boxes, weights=(1.0, 1.0, 1.0, 1.0))
+        got = _flatten(box_targets, anchors).reshape(-1, 4)
+        np.testing.assert_array_equal(got[matches < 0], 0.0)
+        np.testing.assert_array_max_ulp(got, every_anchor.numpy(), maxulp=2)
+        assert num_positives == np.sum(matches >= 0)
+        want_cls = np.where(matches >= 0, classes[np.maximum(matches, 0)] if num else 0, matches)
+        np.testing.assert_array_equal(_flatten(cls_targets, anchors), want_cls)
 
 
 def _rpn_labels(anchors, gt, classes, **kwargs):

@@ -18,7 +18,7 @@ from pycocotools import coco as pycoco
 from pycocotools import cocoeval
 from pycocotools import mask as mask_api
 
-from detection.evaluation import coco_evaluator, factory
+from detection.evaluation import coco_evaluator, factory, fast_coco
 from detection.hyperparameters import ParamsError
 
 # Real COCO ids: person and dog are PASCAL VOC classes, traffic light is not.
@@ -436,6 +436,7 @@ def eval_params(**overrides):
         "use_json_file": True,
         "val_json_file": "",
         "per_category_metrics": False,
+        "use_fast_coco_eval": False,
     }
     values.update(overrides)
     return types.SimpleNamespace(eval=types.SimpleNamespace(**values))
@@ -488,3 +489,82 @@ def test_factory(scene):
                 type="shapemask_box_and_mask", val_json_file=scene["path"], mask_eval_class="dogs"
             )
         )
+
+
+def test_fast_coco_eval_gives_the_numbers_of_pycocotools(scene):
+    """faster-coco-eval (eval.use_fast_coco_eval) on the scene: crowds, an image without
+    groundtruth, one without detections, an unevaluated annotated image, three categories,
+    boxes, masks, one category's masks alone, per-category metrics. Its precision arrays are
+    summed in another order, so a number may differ in its last bit (fast_coco.py): the
+    tolerance is 1e-15, far below any printed digit, and no more."""
+    dataset = scene["dataset"]
+    batches = make_batches(scene["gts"], scene["dets"], np.random.default_rng(13), True)
+    expected_box = run_cocoeval(dataset, reference_results(scene["dets"]), "bbox")
+    expected_mask = run_cocoeval(dataset, reference_results(scene["dets"], True), "segm")
+    for annotation_file in (scene["path"], None):
+        fast = coco_evaluator.COCOEvaluator(
+            annotation_file,
+            include_mask=True,
+            per_category_metrics=True,
+            use_fast_coco_eval=True,
+        )
+        metrics = evaluate(fast, batches)
+        got_box = [metrics[k] for k in coco_evaluator.METRIC_NAMES]
+        got_mask = [metrics["mask_" + k] for k in coco_evaluator.METRIC_NAMES]
+        np.testing.assert_allclose(got_box, expected_box, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(got_mask, expected_mask, rtol=0, atol=1e-15)
+        for category in CATEGORIES:
+            expected = run_cocoeval(
+                dataset, reference_results(scene["dets"]), "bbox", category_ids=[category["id"]]
+            )
+            # Groundtruth from batches has no category names: keys use the ids.
+            name = category["name"] if annotation_file else str(category["id"])
+            got = [metrics[f"{k}_/{name}"] for k in coco_evaluator.METRIC_NAMES]
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
+    restricted = coco_evaluator.COCOEvaluator(
+        scene["path"], include_mask=True, mask_category_ids=[10], use_fast_coco_eval=True
+    )
+    metrics = evaluate(restricted, batches)
+    np.testing.assert_allclose(
+        [metrics["mask_" + k] for k in coco_evaluator.METRIC_NAMES],
+        run_cocoeval(dataset, reference_results(scene["dets"], True), "segm", category_ids=[10]),
+        rtol=0,
+        atol=1e-15,
+    )
+    # No detections at all: both give APs of 0 (and -1 where there is no groundtruth).
+    nothing = [(dict(p, num_detections=np.zeros_like(p["num_detections"])), g) for p, g in batches]
+    with_fast = evaluate(coco_evaluator.COCOEvaluator(use_fast_coco_eval=True), nothing)
+    assert with_fast == evaluate(coco_evaluator.COCOEvaluator(), nothing)
+    assert with_fast["AP"] == 0.0
+
+
+def test_factory_fast_coco_eval_key(scene, monkeypatch):
+    batches = make_batches(scene["gts"], scene["dets"], np.random.default_rng(14))
+    calls = []
+    scored_by_fast = fast_coco.cocoeval
+
+    def counted(*args, **kwargs):
+        calls.append(args[2])
+        return scored_by_fast(*args, **kwargs)
+
+    monkeypatch.setattr(fast_coco, "cocoeval", counted)
+    evaluator = factory.evaluator_from_params(
+        eval_params(val_json_file=scene["path"], use_fast_coco_eval=True)
+    )
+    metrics = evaluate(evaluator, batches)
+    assert calls == ["bbox"]
+    np.testing.assert_allclose(
+        [metrics[k] for k in coco_evaluator.METRIC_NAMES],
+        run_cocoeval(scene["dataset"], reference_results(scene["dets"]), "bbox"),
+        rtol=0,
+        atol=1e-15,
+    )
+    evaluate(factory.evaluator_from_params(eval_params(val_json_file=scene["path"])), batches)
+    assert calls == ["bbox"]  # pycocotools unless the key asks
+    monkeypatch.setattr(fast_coco, "is_available", lambda: False)
+    with pytest.raises(ParamsError, match="eval.use_fast_coco_eval.*faster-coco-eval"):
+        factory.evaluator_from_params(
+            eval_params(val_json_file=scene["path"], use_fast_coco_eval=True)
+        )
+    with pytest.raises(ImportError, match="eval.use_fast_coco_eval.*fast-eval"):
+        coco_evaluator.COCOEvaluator(scene["path"], use_fast_coco_eval=True)
