@@ -4,7 +4,8 @@ Runs each of our bench scripts with `--json_out` (rows `{figure, unit, ours, pee
 when the peer's virtualenv exists (--peer_python, default ~/.venvs/model-garden/bin/python;
 set-up in ../shared/peers/README.md), the peer harness on the same TFRecords at the same size
 and batch, in float32 and in bfloat16, twice: once with its own (wall) clock and once through
-bench/peer_cpu_seconds.py (CPU seconds). Ours and the peer's runs alternate (--rounds), so a
+bench/peer_cpu_seconds.py (CPU seconds), for its train step; the input pipeline and serving
+benches run the peer's own measures alternately with ours. Ours and the peer's runs alternate (--rounds), so a
 load change on a shared machine hits both. Prints one table: figure, unit, ours, peer,
 ours / peer, and writes it to --out as JSON.
 
@@ -37,14 +38,23 @@ flags.DEFINE_string(
     "The peer harness.",
 )
 flags.DEFINE_string("out", "", "Also write the table here (JSON).")
+flags.DEFINE_string(
+    "demo_dir", "runs/shapes_retinanet", "The trained shapes RetinaNet (make demo) for inference."
+)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _our_commands():
-    """(name, argv without --json_out) of each of our benchmarks."""
+def _our_commands(has_peer):
+    """(name, argv without --json_out) of each of our benchmarks.
+
+    The input pipeline and serving benches alternate with the peer's own measures themselves
+    (their rows carry the peer's figure); the inference bench needs a trained shapes RetinaNet
+    (`make demo`) in --demo_dir and is left out without one.
+    """
     size, batch = str(FLAGS.output_size), str(FLAGS.batch_size)
-    return [
+    peer = [f"--peer_python={FLAGS.peer_python}", f"--peer_harness={FLAGS.peer_harness}"]
+    commands = [
         (
             "train_step",
             [
@@ -56,7 +66,35 @@ def _our_commands():
                 f"--batch_size={batch}",
             ],
         ),
+        (
+            "input_pipeline",
+            [
+                "input_pipeline.py",
+                f"--output_size={size}",
+                f"--batch_size={batch}",
+                "--settings=none",
+                "--num_batches=100",
+                "--num_rounds=2",
+                *(peer if has_peer else []),
+            ],
+        ),
+        ("coco_eval", ["coco_eval.py", "--num_rounds=1"]),
     ]
+    if os.path.isdir(FLAGS.demo_dir):
+        commands.append(
+            (
+                "inference",
+                [
+                    "inference.py",
+                    f"--model_dir={FLAGS.demo_dir}",
+                    f"--serve_size={size}",
+                    *(peer if has_peer else []),
+                ],
+            )
+        )
+    else:
+        print(f"no trained demo model in --demo_dir={FLAGS.demo_dir}: inference bench left out")
+    return commands
 
 
 def _train_figure(precision, clock):
@@ -68,33 +106,24 @@ def _train_figure(precision, clock):
 
 
 def _peer_rows(report, precision, clock):
-    """Rows of the peer's JSON report: its train step (s or CPU s) and, in float32, the rest."""
+    """The peer's train step (s or CPU s) from its harness's JSON report."""
     retinanet = report["models"]["retinanet"]
-    rows = {}
     if "median" in retinanet.get("train", {}):
-        rows[_train_figure(precision, clock)] = retinanet["train"]["median"]
-    if precision == "float32" and clock == "s":
-        pipeline = retinanet.get("pipeline", {})
-        if "images_per_s_median" in pipeline:
-            rows[
-                (f"retinanet input pipeline, {FLAGS.output_size}x{FLAGS.output_size}", "images/s")
-            ] = pipeline["images_per_s_median"]
-        for key, figure in (("infer", "with NMS"), ("infer_no_nms", "without NMS")):
-            if "median" in retinanet.get(key, {}):
-                rows[(f"retinanet inference {figure}, batch 1", "s/image")] = retinanet[key][
-                    "median"
-                ]
-    return rows
+        return {_train_figure(precision, clock): retinanet["train"]["median"]}
+    return {}
 
 
 def _run_ours(name, argv, workdir):
+    """({(figure, unit): ours}, {(figure, unit): peer}) of one bench script's JSON rows."""
     path = os.path.join(workdir, f"{name}.json")
     print(f"ours: {' '.join(argv)}", flush=True)
-    subprocess.run(
-        [sys.executable, os.path.join(_HERE, argv[0]), *argv[1:], f"--json_out={path}"], check=True
-    )
+    script = os.path.join(_HERE, argv[0])
+    subprocess.run([sys.executable, script, *argv[1:], f"--json_out={path}"], check=True)
     with open(path) as f:
-        return {(row["figure"], row["unit"]): row["ours"] for row in json.load(f)}
+        rows = json.load(f)
+    ours = {(r["figure"], r["unit"]): r["ours"] for r in rows if r.get("ours") is not None}
+    peer = {(r["figure"], r["unit"]): r["peer"] for r in rows if r.get("peer") is not None}
+    return ours, peer
 
 
 def _run_peer(precision, clock, workdir):
@@ -116,9 +145,9 @@ def _run_peer(precision, clock, workdir):
         "--out",
         path,
     ]
-    if precision != "float32" or clock != "s":
-        # Only the train step is wanted from these runs.
-        argv += ["--infer_steps", "1", "--infer_warmup", "1", "--infer_no_nms", "0"]
+    # Only the train step is wanted here (the other benches time the peer's other phases).
+    argv += ["--pipeline_batches", "20", "--pipeline_repeats", "1"]
+    argv += ["--infer_steps", "1", "--infer_warmup", "1", "--infer_no_nms", "0"]
     if clock == "CPU s":
         argv = [os.path.join(_HERE, "peer_cpu_seconds.py"), *argv]
     print(f"peer ({precision}, {clock}): {' '.join(argv)}", flush=True)
@@ -146,8 +175,10 @@ def main(argv):
     ours_runs, peer_runs = [], []
     with tempfile.TemporaryDirectory(prefix="bench_") as workdir:
         for _ in range(FLAGS.rounds):
-            for name, command in _our_commands():
-                ours_runs.append(_run_ours(name, command, workdir))
+            for name, command in _our_commands(has_peer):
+                ours, peer = _run_ours(name, command, workdir)
+                ours_runs.append(ours)
+                peer_runs.append(peer)
             if has_peer:
                 for precision in ("float32", "bfloat16"):
                     for clock in ("s", "CPU s"):
