@@ -7,6 +7,8 @@ import yaml
 
 from detection import main_lib
 from detection.configs import factory, loader
+from detection.modeling.backbones import factory as backbones_factory
+from detection.modeling.backbones import spinenet
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -82,3 +84,21 @@ def test_mask_rcnn_r50_fpn_1024_is_exactly_the_original_default_recipe():
     differing = {key for key, value in original.items() if ours[key] != value}
     assert differing == {"train.train_file_pattern", "eval.eval_file_pattern", "eval.val_json_file"}
     assert ours["maskrcnn_parser.output_size"] == [1024, 1024]
+
+
+def test_shapes_spinenet_is_a_49s_or_smaller():
+    # Issue 10 asks for a SpineNet-49S (or smaller) on the shapes data: the 49S wiring and
+    # block repeats, widths at most 49S's. The layer is only constructed, not run.
+    path = ROOT / "configs" / "shapes" / "spinenet49s.yaml"
+    params = loader.load_params(None, [str(path)])
+    assert (params.architecture.backbone, params.spinenet.model_id) == ("spinenet", "49S")
+    backbone = backbones_factory.backbone_from_params(params)
+    assert tuple(node.spec for node in backbone.nodes) == spinenet.SPINENET_BLOCK_SPECS
+    published = spinenet.scaling_for("49S")
+    ours = backbone.scaling
+    assert ours["block_repeats"] == published["block_repeats"]
+    # Narrower blocks and endpoints than 49S; the cross-scale connections may use either
+    # published resample alpha (0.5 for 49S-96, 1.0 for 143-190).
+    for key in ("filter_size_scale", "endpoints_num_filters"):
+        assert 0 < ours[key] <= published[key], key
+    assert ours["resample_alpha"] in (0.5, 1.0)

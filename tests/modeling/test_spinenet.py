@@ -141,6 +141,27 @@ def test_model_ids_follow_the_published_scaling():
         spinenet.SpineNet("49", min_level=3, max_level=6)
     with pytest.raises(ValueError, match="init_drop_connect_rate"):
         spinenet.SpineNet("49", init_drop_connect_rate=1.5)
+    for key, value in (
+        ("filter_size_scale", -0.5),
+        ("resample_alpha", 0.0),
+        ("block_repeats", 2.5),
+        ("block_repeats", 0),
+    ):
+        with pytest.raises(ValueError, match=f"spinenet.{key}: .*got {value}"):
+            spinenet.SpineNet("49S", **{key: value})
+
+
+def test_resolve_scaling_applies_only_the_given_overrides():
+    table = {"A1": dict(filter_size_scale=1.0, resample_alpha=0.5, block_repeats=1)}
+    resolved = scale_permuted.resolve_scaling(
+        "fam", table, "a1", dict(filter_size_scale=0.25, resample_alpha=None)
+    )
+    assert resolved == dict(filter_size_scale=0.25, resample_alpha=0.5, block_repeats=1)
+    assert table["A1"]["filter_size_scale"] == 1.0  # the table itself is left alone
+    with pytest.raises(ValueError, match="fam.model_id: unsupported value 'B'"):
+        scale_permuted.resolve_scaling("fam", table, "B", {})
+    with pytest.raises(ValueError, match="fam: 'se_ratio' is not one of the scaling keys"):
+        scale_permuted.resolve_scaling("fam", table, "A1", dict(se_ratio=0.2))
 
 
 def test_stochastic_depth_grows_with_block_index_and_is_off_at_inference():

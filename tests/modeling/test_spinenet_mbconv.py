@@ -105,3 +105,7 @@ def test_rejects_bad_values():
         spinenet_mbconv.SpineNetMBConv("96")
     with pytest.raises(ValueError, match="se_ratio"):
         spinenet_mbconv.SpineNetMBConv("49", se_ratio=2.0)
+    # The scaling overrides are checked by the shared resolver, named after this section.
+    for key, value in (("filter_size_scale", 0.0), ("block_repeats", 1.5), ("block_repeats", 0)):
+        with pytest.raises(ValueError, match=f"spinenet_mbconv.{key}: .*got {value}"):
+            spinenet_mbconv.SpineNetMBConv("49S", **{key: value})

@@ -111,6 +111,61 @@ def plan_wiring(block_specs, stem_features, block_channels):
     return tuple(nodes)
 
 
+def scaling_for(section, scaling_map, model_id):
+    """A copy of the `scaling_map` entry of `model_id` (case-insensitive).
+
+    Args:
+      section: the params section naming the model ('spinenet', 'spinenet_mbconv'), for
+        error messages.
+      scaling_map: `{model_id: {scaling key: value}}`.
+      model_id: the requested id.
+
+    Raises:
+      ValueError: `model_id` is not in `scaling_map` (the message names `section.model_id`).
+    """
+    by_upper = {key.upper(): key for key in scaling_map}
+    key = by_upper.get(str(model_id).upper())
+    if key is None:
+        raise ValueError(
+            f"{section}.model_id: unsupported value {model_id!r}; expected one of "
+            f"{list(scaling_map)}"
+        )
+    return dict(scaling_map[key])
+
+
+def resolve_scaling(section, scaling_map, model_id, overrides):
+    """The scaling of `model_id` with the given overrides, validated.
+
+    Args:
+      section: the params section naming the model, for error messages.
+      scaling_map: `{model_id: {scaling key: value}}`; the keys are some of
+        `endpoints_num_filters`, `filter_size_scale`, `resample_alpha`, `block_repeats`.
+      model_id: the requested id (case-insensitive).
+      overrides: `{scaling key: value}`; a None value keeps the model id's value.
+
+    Returns:
+      The resolved `{scaling key: value}`.
+
+    Raises:
+      ValueError: unknown model id, an override key the model does not have, a
+        `filter_size_scale` or `resample_alpha` that is not > 0, or a `block_repeats` that is
+        not a positive integer (the message names `section.key` and the value).
+    """
+    scaling = scaling_for(section, scaling_map, model_id)
+    for key, value in overrides.items():
+        if key not in scaling:
+            raise ValueError(f"{section}: {key!r} is not one of the scaling keys {list(scaling)}")
+        if value is not None:
+            scaling[key] = value
+    for key in ("filter_size_scale", "resample_alpha"):
+        if key in scaling and not scaling[key] > 0:
+            raise ValueError(f"{section}.{key}: must be > 0, got {scaling[key]!r}")
+    repeats = scaling["block_repeats"]
+    if int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"{section}.block_repeats: must be a positive integer, got {repeats!r}")
+    return scaling
+
+
 def level_size(image_size, level):
     """Spatial size `ceil(image_size / 2**level)` of a level."""
     return int(math.ceil(image_size / 2**level))

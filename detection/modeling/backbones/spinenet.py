@@ -73,14 +73,7 @@ _BLOCKS = {"bottleneck": BottleneckBlock, "residual": ResidualBlock}
 
 def scaling_for(model_id):
     """The `SCALING_MAP` entry of `model_id` (case-insensitive), or a ValueError naming it."""
-    by_upper = {key.upper(): key for key in SCALING_MAP}
-    key = by_upper.get(str(model_id).upper())
-    if key is None:
-        raise ValueError(
-            f"spinenet.model_id: unsupported value {model_id!r}; expected one of "
-            f"{list(SCALING_MAP)}"
-        )
-    return dict(SCALING_MAP[key])
+    return scale_permuted.scaling_for("spinenet", SCALING_MAP, model_id)
 
 
 def _expansion(block_fn):
@@ -184,15 +177,17 @@ class SpineNet(scale_permuted.ScalePermutedBackbone):
         Raises:
           ValueError: on an unknown model id or an invalid value (the message names it).
         """
-        scaling = scaling_for(model_id)
-        for key, value in (
-            ("endpoints_num_filters", endpoints_num_filters),
-            ("filter_size_scale", filter_size_scale),
-            ("resample_alpha", resample_alpha),
-            ("block_repeats", block_repeats),
-        ):
-            if value is not None:
-                scaling[key] = value
+        scaling = scale_permuted.resolve_scaling(
+            "spinenet",
+            SCALING_MAP,
+            model_id,
+            dict(
+                endpoints_num_filters=endpoints_num_filters,
+                filter_size_scale=filter_size_scale,
+                resample_alpha=resample_alpha,
+                block_repeats=block_repeats,
+            ),
+        )
         kwargs.setdefault("name", f"spinenet{str(model_id).upper()}")
         super().__init__(
             block_specs,
@@ -203,22 +198,6 @@ class SpineNet(scale_permuted.ScalePermutedBackbone):
             init_drop_connect_rate=init_drop_connect_rate,
             **kwargs,
         )
-        if not scaling["filter_size_scale"] > 0:
-            raise ValueError(
-                f"spinenet.filter_size_scale: must be > 0, got {scaling['filter_size_scale']}"
-            )
-        if not scaling["resample_alpha"] > 0:
-            raise ValueError(
-                f"spinenet.resample_alpha: must be > 0, got {scaling['resample_alpha']}"
-            )
-        if (
-            int(scaling["block_repeats"]) != scaling["block_repeats"]
-            or scaling["block_repeats"] < 1
-        ):
-            raise ValueError(
-                f"spinenet.block_repeats: must be a positive integer, got "
-                f"{scaling['block_repeats']!r}"
-            )
         for spec in block_specs:
             if spec.block_fn not in _BLOCKS:
                 raise ValueError(

@@ -58,14 +58,7 @@ SCALING_MAP = {
 
 def scaling_for(model_id):
     """The `SCALING_MAP` entry of `model_id` (case-insensitive), or a ValueError naming it."""
-    by_upper = {key.upper(): key for key in SCALING_MAP}
-    key = by_upper.get(str(model_id).upper())
-    if key is None:
-        raise ValueError(
-            f"spinenet_mbconv.model_id: unsupported value {model_id!r}; expected one of "
-            f"{list(SCALING_MAP)}"
-        )
-    return dict(SCALING_MAP[key])
+    return scale_permuted.scaling_for("spinenet_mbconv", SCALING_MAP, model_id)
 
 
 class _ResampleWithSepconv(keras.layers.Layer):
@@ -147,14 +140,16 @@ class SpineNetMBConv(scale_permuted.ScalePermutedBackbone):
         Raises:
           ValueError: on an unknown model id or an invalid value (the message names it).
         """
-        scaling = scaling_for(model_id)
-        for key, value in (
-            ("endpoints_num_filters", endpoints_num_filters),
-            ("filter_size_scale", filter_size_scale),
-            ("block_repeats", block_repeats),
-        ):
-            if value is not None:
-                scaling[key] = value
+        scaling = scale_permuted.resolve_scaling(
+            "spinenet_mbconv",
+            SCALING_MAP,
+            model_id,
+            dict(
+                endpoints_num_filters=endpoints_num_filters,
+                filter_size_scale=filter_size_scale,
+                block_repeats=block_repeats,
+            ),
+        )
         kwargs.setdefault("name", f"spinenet_mbconv{str(model_id).upper()}")
         super().__init__(
             block_specs,
@@ -165,19 +160,6 @@ class SpineNetMBConv(scale_permuted.ScalePermutedBackbone):
             init_drop_connect_rate=init_drop_connect_rate,
             **kwargs,
         )
-        if not scaling["filter_size_scale"] > 0:
-            raise ValueError(
-                f"spinenet_mbconv.filter_size_scale: must be > 0, got "
-                f"{scaling['filter_size_scale']}"
-            )
-        if (
-            int(scaling["block_repeats"]) != scaling["block_repeats"]
-            or scaling["block_repeats"] < 1
-        ):
-            raise ValueError(
-                f"spinenet_mbconv.block_repeats: must be a positive integer, got "
-                f"{scaling['block_repeats']!r}"
-            )
         if se_ratio is not None and not 0.0 <= se_ratio <= 1.0:
             raise ValueError(f"spinenet_mbconv.se_ratio: must be in [0, 1], got {se_ratio!r}")
         for spec in block_specs:
