@@ -106,7 +106,10 @@ class FusedBatchNorm(keras.layers.Layer):
                 is_training=False,
             )
         if shape.rank != 4:
-            outputs = tf.reshape(outputs, tf.shape(inputs))
+            # The input's static shape where known (a contract of the XLA/TPU steps).
+            outputs = tf.reshape(
+                outputs, shape.as_list() if shape.is_fully_defined() else tf.shape(inputs)
+            )
         return tf.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
