@@ -171,7 +171,8 @@ def _format(value):
 
 def main(argv):
     del argv
-    has_peer = os.path.exists(FLAGS.peer_python) and os.path.exists(FLAGS.peer_harness)
+    missing = [path for path in (FLAGS.peer_python, FLAGS.peer_harness) if not os.path.exists(path)]
+    has_peer = not missing
     ours_runs, peer_runs = [], []
     with tempfile.TemporaryDirectory(prefix="bench_") as workdir:
         for _ in range(FLAGS.rounds):
@@ -192,7 +193,7 @@ def main(argv):
             {"figure": key[0], "unit": key[1], "ours": mine, "peer": theirs, "ratio": ratio}
         )
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    peer_note = "" if has_peer else f" (no peer: {FLAGS.peer_python} not found)"
+    peer_note = "" if has_peer else f" (no peer: {' and '.join(missing)} not found)"
     print(f"\n{FLAGS.rounds} round(s), load average after: {load}{peer_note}\n")
     print("| figure | unit | ours | TF Model Garden | ours / peer |")
     print("|---|---|---:|---:|---:|")
