@@ -18,12 +18,13 @@ import keras
 
 from detection.modeling.layers import nearest_resize
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.conv import Conv2DFixedPadding
 
 AGGREGATIONS = ("top", "all")
 
 
-class ClassificationHead(keras.layers.Layer):
+class ClassificationHead(Composite, keras.layers.Layer):
     """Call: `features {'2': [b, h_2, w_2, c], ..., '5': [b, h_5, w_5, c]}` (string level
     keys) -> `logits [b, num_classes]` in the compute dtype.
     """

@@ -9,10 +9,11 @@ activation, a 1x1 prediction) gives the coarse mask logits of the instance's cla
 import keras
 import tensorflow as tf
 
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.mask_decoder import MaskDecoder
 
 
-class CoarseMaskHead(keras.layers.Layer):
+class CoarseMaskHead(Composite, keras.layers.Layer):
     """Call: `instance_features [b, n, S, S, C]`, `prior_masks [b, n, S, S]`, `classes [b, n]`
     -> coarse mask logits `[b, n, S, S]` float32 over the outer boxes."""
 

@@ -21,6 +21,7 @@ import math
 import keras
 
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.conv import conv2d
 
 
@@ -29,7 +30,7 @@ def msra_fill(kernel_size, filters):
     return keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / (kernel_size**2 * filters)))
 
 
-class FastRCNNHead(keras.layers.Layer):
+class FastRCNNHead(Composite, keras.layers.Layer):
     """ROI features -> class logits and box deltas.
 
     Call: `roi_features [b, n, s, s, c]` -> `(class_outputs [b, n, num_classes],

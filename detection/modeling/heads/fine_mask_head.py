@@ -17,10 +17,11 @@ the embedding has none, as in the original).
 import keras
 import tensorflow as tf
 
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.mask_decoder import MaskDecoder
 
 
-class FineMaskHead(keras.layers.Layer):
+class FineMaskHead(Composite, keras.layers.Layer):
     """Call: `instance_features [b, n, S, S, C]`, `coarse_mask_logits [b, n, S, S]`,
     `classes [b, n]` -> fine mask logits `[b, n, S * u, S * u]` float32 over the outer boxes
     (u = upsample_factor)."""

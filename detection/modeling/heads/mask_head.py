@@ -18,10 +18,11 @@ import tensorflow as tf
 
 from detection.modeling.heads.fast_rcnn_head import msra_fill
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.conv import conv2d
 
 
-class MaskHead(keras.layers.Layer):
+class MaskHead(Composite, keras.layers.Layer):
     """ROI features + class ids -> mask logits of those classes.
 
     Call: `(roi_features [b, K, s, s, c], class_indices [b, K] int)` ->

@@ -21,12 +21,13 @@ import math
 import keras
 
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.conv import conv2d
 
 PRIOR_PROBABILITY = 0.01
 
 
-class RetinaNetHead(keras.layers.Layer):
+class RetinaNetHead(Composite, keras.layers.Layer):
     """Per-level class logits and box regressions.
 
     Call: `features {'3': [b, h_3, w_3, c], ..., str(max_level): [...]}` ->

@@ -15,10 +15,11 @@ Object Detection", CVPR 2017. As the original TPU framework:
 import keras
 
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.conv import conv2d
 
 
-class RpnHead(keras.layers.Layer):
+class RpnHead(Composite, keras.layers.Layer):
     """Per-level objectness logits and box deltas.
 
     Call: `features {'2': [b, h_2, w_2, c], ..., str(max_level): [...]}` ->

@@ -20,12 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.mask_decoder import select_class
 from detection.ops import masks as mask_ops
 from detection.ops import roi_align
 
 
-class ShapePriorHead(keras.layers.Layer):
+class ShapePriorHead(Composite, keras.layers.Layer):
     """Instance features and prior masks of boxes.
 
     Call: `features {level: [b, h_l, w_l, c]}`, `boxes [b, n, 4]`, `outer_boxes [b, n, 4]`

@@ -11,11 +11,12 @@ through one more 1x1 conv + batch norm + activation.
 import keras
 
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.composite import Composite
 
 ATROUS_RATES = (6, 12, 18)
 
 
-class Aspp(keras.layers.Layer):
+class Aspp(Composite, keras.layers.Layer):
     """Call: `[b, h, w, c_in]` -> `[b, h, w, filters]`."""
 
     def __init__(self, filters=256, atrous_rates=ATROUS_RATES, norm_activation=None, **kwargs):

@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from detection.modeling.layers import norm_activation as norm_lib
+from detection.modeling.layers.composite import Composite
 
 PRIOR_PROBABILITY = 0.01
 
@@ -39,7 +40,7 @@ def select_class(values, classes, num_classes):
     return tf.reduce_sum(values * one_hot, axis=-1)
 
 
-class MaskDecoder(keras.layers.Layer):
+class MaskDecoder(Composite, keras.layers.Layer):
     """Instance features -> per-instance mask logits of the instance's class.
 
     Call: `features [b, n, S, S, C]`, `classes [b, n]` int -> `[b, n, S * u, S * u]` logits

@@ -2,8 +2,10 @@
 
 import keras
 
+from detection.modeling.layers.composite import Composite
 
-class ClassificationNetwork(keras.Model):
+
+class ClassificationNetwork(Composite, keras.Model):
     """Composes already-built parts into one Keras model.
 
     Call: `images [batch, H, W, 3]` -> `{'logits': [batch, num_classes] float32}` (cast from the

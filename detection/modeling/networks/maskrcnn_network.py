@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from detection.modeling.layers.composite import Composite
 from detection.ops import boxes as box_ops
 from detection.ops import masks as mask_ops
 from detection.ops import proposals as proposal_ops
@@ -74,7 +75,7 @@ def _float32(tensors):
     return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), tensors)
 
 
-class MaskRCNNNetwork(keras.Model):
+class MaskRCNNNetwork(Composite, keras.Model):
     """Composes already-built parts into one Keras model.
 
     Call: `inputs` dict with `images [b, H, W, 3]`, `image_info [b, 4, 2]` and, in training,

@@ -5,8 +5,10 @@ Only the network: anchors, losses and post-processing belong to the model_fn.
 
 import keras
 
+from detection.modeling.layers.composite import Composite
 
-class RetinaNetNetwork(keras.Model):
+
+class RetinaNetNetwork(Composite, keras.Model):
     """Composes already-built parts into one Keras model.
 
     Call: `images [batch, H, W, 3]` ->

@@ -6,6 +6,8 @@ Only the network; the per-pixel loss and the IoU counting belong to the model fn
 import keras
 import tensorflow as tf
 
+from detection.modeling.layers.composite import Composite
+
 
 def fuse_pyramid(features, target_level):
     """Sum of every level resized (bilinear) to `target_level`'s size.
@@ -36,7 +38,7 @@ def fuse_pyramid(features, target_level):
     return fused
 
 
-class SegmentationNetwork(keras.Model):
+class SegmentationNetwork(Composite, keras.Model):
     """Composes already-built parts into one Keras model.
 
     Call: `images [batch, H, W, 3]` -> `{'logits': [batch, h, w, num_classes] float32}`, where

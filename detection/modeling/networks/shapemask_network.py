@@ -43,11 +43,8 @@ class ShapeMaskNetwork(RetinaNetNetwork):
         self.coarse_mask_head = coarse_mask_head
         self.fine_mask_head = fine_mask_head
 
-    def build(self, input_shape):
-        # The mask heads are not reached by `call`; they build on the first `mask_outputs`
-        # (the model fn runs both once before training).
-        del input_shape
-        self.built = True
+    # Built at the first call (`Composite`, from RetinaNetNetwork): the mask heads, which
+    # `call` does not reach, build at the first `mask_outputs` (the model fn runs both once).
 
     def call(self, images, training=None):
         features = self.pyramid_features(images, training)
