@@ -1,5 +1,5 @@
 """2 mirrored CPU replicas train and evaluate a tiny Cascade Mask R-CNN as one device (XLA
-train steps): same losses, same weights after 2 steps (1e-5), same detections and COCO box
+train steps): same losses, same weights after 2 steps (5e-5), same detections and COCO box
 and mask metrics.
 
 The script runs in its own process (logical CPU devices must exist before TensorFlow starts);
@@ -48,7 +48,10 @@ def test_two_mirrored_replicas_equal_one_device(tmp_path, tiny_shapes):
         assert two[name] == pytest.approx(one[name], rel=3e-3), name
     # The weights moved, and moved the same way on both.
     assert result["max_weight_change"] > 1e-3
-    assert max(result["max_weight_diff"].values()) < 1e-5, result["max_weight_diff"]
+    # Two replicas sum each gradient in another order than one device: float32 rounding.
+    # The stem kernel (the longest sums) has differed by up to 1.2e-5; a wrong scaling of
+    # one replica's gradient would differ by the size of the change itself (> 1e-3).
+    assert max(result["max_weight_diff"].values()) < 5e-5, result["max_weight_diff"]
     # Evaluation on 2 replicas: every val image once, the same detections and metrics.
     assert result["eval_ids"][0] == result["eval_ids"][1] and len(result["eval_ids"][0]) == 8
     assert max(result["max_detection_diff"].values()) < 1e-4, result["max_detection_diff"]
