@@ -76,9 +76,17 @@ PER_MODEL = {
         "frcnn_head": {"num_filters": 8, "fc_dims": 16},
         "mrcnn_head": {"num_convs": 1, "num_filters": 8},
         "maskrcnn_parser": {"output_size": [SIZE, SIZE], "max_num_instances": 8},
-        "roi_proposal": {"rpn_pre_nms_top_k": 64, "rpn_post_nms_top_k": 16},
+        # Test-time sizes too: building the model runs inference once, eagerly, and an eager
+        # NMS loop costs one Python iteration per kept box.
+        "roi_proposal": {
+            "rpn_pre_nms_top_k": 64,
+            "rpn_post_nms_top_k": 16,
+            "test_rpn_pre_nms_top_k": 64,
+            "test_rpn_post_nms_top_k": 16,
+        },
         "roi_sampling": {"num_samples_per_image": 16},
         "mask_sampling": {"num_mask_samples_per_image": 8},
+        "postprocess": {"pre_nms_num_boxes": 64, "max_total_size": 16},
     },
 }
 PER_MODEL["cascade_mask_rcnn"] = PER_MODEL["mask_rcnn"]

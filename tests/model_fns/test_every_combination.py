@@ -64,9 +64,17 @@ def _two_stage(data):
                 "mask_crop_size": 16,
                 "rpn_batch_size_per_im": 32,
             },
-            "roi_proposal": {"rpn_pre_nms_top_k": 64, "rpn_post_nms_top_k": 16},
+            # Test-time sizes too: building the model runs inference once, eagerly, and an
+            # eager NMS loop costs one Python iteration per kept box.
+            "roi_proposal": {
+                "rpn_pre_nms_top_k": 64,
+                "rpn_post_nms_top_k": 16,
+                "test_rpn_pre_nms_top_k": 64,
+                "test_rpn_post_nms_top_k": 16,
+            },
             "roi_sampling": {"num_samples_per_image": 16},
             "mask_sampling": {"num_mask_samples_per_image": 8},
+            "postprocess": {"pre_nms_num_boxes": 64, "max_total_size": 16},
         },
     )
 
