@@ -8,6 +8,9 @@ Run with the peer's virtualenv (it imports TF Model Garden, never `detection`):
     ~/.venvs/model-garden/bin/python bench/peer_phases.py serve \
         --harness ../shared/peers/modelgarden_bench.py -- \
         --data 'data/shapes/tfrecords/train-*' --size 384
+    ~/.venvs/model-garden/bin/python bench/peer_phases.py train \
+        --harness ../shared/peers/modelgarden_bench.py -- \
+        --data 'data/shapes/tfrecords/train-*' --size 384 --batch 2 --precision bfloat16
 
 Everything after `--` goes to the harness's own argument parser. The harness file is loaded
 unchanged and only the named phase of its RetinaNet run happens (its other phases take
@@ -24,10 +27,15 @@ minutes of tracing):
             with NMS (as registered, 'v2') and without (apply_nms=False); flags --infer_warmup,
             --infer_steps, --infer_no_nms_steps. Its `timed_loop` is wrapped so that each timed
             call also records the CPU seconds of the process.
+  train     measure (b): its `bench_train`, `tf.function(task.train_step)` (no XLA) of a freshly
+            built model on the first batches of its own pipeline, in --precision (flags
+            --train_warmup, --train_steps); each timed call also records the CPU seconds of the
+            process. `bench/train_step.py --peer_python` runs it between its own rounds.
 
 Prints one JSON line: pipeline `{"images_per_s", "cpu_ms_per_image", "chunk_rates",
 "cpu_chunk_rates"}` (rates: medians of the chunks); serve `{"with_nms": {...}, "without_nms":
-{...}}`, each `{"median_s", "median_cpu_s", "all_s", "all_cpu_s"}` per image.
+{...}}`, each `{"median_s", "median_cpu_s", "all_s", "all_cpu_s"}` per image; train
+`{"median_s", "median_cpu_s", "all_s", "all_cpu_s", "loss_last", "precision"}` per step.
 
 `bench/input_pipeline.py` and `bench/inference.py` run this with --peer_python.
 """
@@ -90,7 +98,9 @@ def _raw_images(args, count):
     return images
 
 
-def _serve(harness, args):
+def _record_cpu_seconds(harness):
+    """Wraps the harness's `timed_loop` so that each timed call's CPU seconds are appended to
+    the returned list (the calls before `warmup` are not timed by the harness either)."""
     cpu_seconds = []
     original_loop = harness.timed_loop
 
@@ -104,6 +114,35 @@ def _serve(harness, args):
         return original_loop(timed, warmup, steps, max_s)
 
     harness.timed_loop = timed_loop_with_cpu
+    return cpu_seconds
+
+
+def _train(harness, args):
+    from official.core import task_factory
+
+    cpu_seconds = _record_cpu_seconds(harness)
+    cfg = harness.make_config("retinanet", args.size, args.batch, args.data, None, args.sync_bn)
+    task = task_factory.get_task(cfg.task)
+    iterator = iter(task.build_inputs(cfg.task.train_data))
+    batches = [next(iterator) for _ in range(min(args.train_warmup + args.train_steps, 16))]
+    del iterator  # Stops its prefetching before the timing.
+    gc.collect()
+    model = task.build_model()
+    timed = harness.bench_train(
+        task, model, cfg, batches, args, False, args.train_warmup, args.train_steps
+    )
+    return {
+        "median_s": timed["median"],
+        "median_cpu_s": statistics.median(cpu_seconds),
+        "all_s": timed["all"],
+        "all_cpu_s": [round(x, 5) for x in cpu_seconds],
+        "loss_last": timed["loss_last"],
+        "precision": harness.PRECISION[0],
+    }
+
+
+def _serve(harness, args):
+    cpu_seconds = _record_cpu_seconds(harness)
     raw = _raw_images(args, max(args.infer_steps, args.infer_no_nms_steps, 4))
     result = {}
     for key, apply_nms, steps in (
@@ -125,7 +164,7 @@ def _serve(harness, args):
 
 def main():
     own = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    own.add_argument("phase", choices=["pipeline", "serve"])
+    own.add_argument("phase", choices=["pipeline", "serve", "train"])
     own.add_argument("--harness", required=True, help="path of modelgarden_bench.py")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
@@ -141,8 +180,12 @@ def main():
     from official.vision import registry_imports  # noqa: F401  (registers the experiments)
 
     tf.random.set_seed(args.seed)
-    performance.set_mixed_precision_policy(tf.float32)
-    result = _pipeline(harness, args) if flags.phase == "pipeline" else _serve(harness, args)
+    # --precision is the harness's own flag; only its train step uses it (as in its main()).
+    precision = args.precision if flags.phase == "train" else "float32"
+    harness.PRECISION[0] = precision
+    performance.set_mixed_precision_policy(tf.bfloat16 if precision == "bfloat16" else tf.float32)
+    phases = {"pipeline": _pipeline, "serve": _serve, "train": _train}
+    result = phases[flags.phase](harness, args)
     print(json.dumps(result), flush=True)
 
 

@@ -1,13 +1,13 @@
 """`make bench`: every benchmark of bench/, and TF Model Garden's figures beside ours.
 
-Runs each of our bench scripts with `--json_out` (rows `{figure, unit, ours, peer}`), then,
-when the peer's virtualenv exists (--peer_python, default ~/.venvs/model-garden/bin/python;
-set-up in ../shared/peers/README.md), the peer harness on the same TFRecords at the same size
-and batch, in float32 and in bfloat16, twice: once with its own (wall) clock and once through
-bench/peer_cpu_seconds.py (CPU seconds), for its train step; the input pipeline and serving
-benches run the peer's own measures alternately with ours. Ours and the peer's runs alternate (--rounds), so a
-load change on a shared machine hits both. Prints one table: figure, unit, ours, peer,
-ours / peer, and writes it to --out as JSON.
+Runs each of our bench scripts with `--json_out` (rows `{figure, unit, ours, peer}`). When the
+peer's virtualenv exists (--peer_python, default ~/.venvs/model-garden/bin/python; set-up in
+../shared/peers/README.md) each of them also runs the peer's own measure of the same thing on
+the same TFRecords at the same size and batch, alternately with ours, on the wall and the CPU
+clock (bench/peer_phases.py): the train step in float32 and bfloat16 between two rounds of
+ours, the input pipeline, the serving latency. With --rounds the whole set repeats (medians
+reported). Prints one table: figure, unit, ours, peer, ours / peer, and writes it to --out as
+JSON.
 
 Usage (from the repository root, after `make install`):
   .venv/bin/python bench/report.py [--rounds=1 --output_size=384 --batch_size=2]
@@ -48,8 +48,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def _our_commands(has_peer):
     """(name, argv without --json_out) of each of our benchmarks.
 
-    The input pipeline and serving benches alternate with the peer's own measures themselves
-    (their rows carry the peer's figure); the inference bench needs a trained shapes RetinaNet
+    The train step, input pipeline and serving benches alternate with the peer's own measures
+    themselves (their rows carry the peer's figure); the inference bench needs a trained shapes RetinaNet
     (`make demo`) in --demo_dir and is left out without one.
     """
     size, batch = str(FLAGS.output_size), str(FLAGS.batch_size)
@@ -64,6 +64,8 @@ def _our_commands(has_peer):
                 "--precisions=float32,bfloat16",
                 f"--output_size={size}",
                 f"--batch_size={batch}",
+                f"--data={FLAGS.data}",
+                *(peer + ["--num_rounds=2"] if has_peer else []),
             ],
         ),
         (
@@ -97,22 +99,6 @@ def _our_commands(has_peer):
     return commands
 
 
-def _train_figure(precision, clock):
-    size = FLAGS.output_size
-    return (
-        f"retinanet train, tf.function, {precision}, {size}x{size}, batch {FLAGS.batch_size}",
-        clock,
-    )
-
-
-def _peer_rows(report, precision, clock):
-    """The peer's train step (s or CPU s) from its harness's JSON report."""
-    retinanet = report["models"]["retinanet"]
-    if "median" in retinanet.get("train", {}):
-        return {_train_figure(precision, clock): retinanet["train"]["median"]}
-    return {}
-
-
 def _run_ours(name, argv, workdir):
     """({(figure, unit): ours}, {(figure, unit): peer}) of one bench script's JSON rows."""
     path = os.path.join(workdir, f"{name}.json")
@@ -124,36 +110,6 @@ def _run_ours(name, argv, workdir):
     ours = {(r["figure"], r["unit"]): r["ours"] for r in rows if r.get("ours") is not None}
     peer = {(r["figure"], r["unit"]): r["peer"] for r in rows if r.get("peer") is not None}
     return ours, peer
-
-
-def _run_peer(precision, clock, workdir):
-    path = os.path.join(workdir, f"peer_{precision}_{clock.replace(' ', '_')}.json")
-    argv = [
-        FLAGS.peer_harness,
-        "--data",
-        FLAGS.data,
-        "--size",
-        str(FLAGS.output_size),
-        "--batch",
-        str(FLAGS.batch_size),
-        "--models",
-        "retinanet",
-        "--xla",
-        "0",
-        "--precision",
-        precision,
-        "--out",
-        path,
-    ]
-    # Only the train step is wanted here (the other benches time the peer's other phases).
-    argv += ["--pipeline_batches", "20", "--pipeline_repeats", "1"]
-    argv += ["--infer_steps", "1", "--infer_warmup", "1", "--infer_no_nms", "0"]
-    if clock == "CPU s":
-        argv = [os.path.join(_HERE, "peer_cpu_seconds.py"), *argv]
-    print(f"peer ({precision}, {clock}): {' '.join(argv)}", flush=True)
-    subprocess.run([FLAGS.peer_python, *argv], check=True)
-    with open(path) as f:
-        return _peer_rows(json.load(f), precision, clock)
 
 
 def _collect(runs):
@@ -180,10 +136,6 @@ def main(argv):
                 ours, peer = _run_ours(name, command, workdir)
                 ours_runs.append(ours)
                 peer_runs.append(peer)
-            if has_peer:
-                for precision in ("float32", "bfloat16"):
-                    for clock in ("s", "CPU s"):
-                        peer_runs.append(_run_peer(precision, clock, workdir))
     ours, peer = _collect(ours_runs), _collect(peer_runs)
     rows = []
     for key in list(ours) + [k for k in peer if k not in ours]:

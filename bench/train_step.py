@@ -29,14 +29,25 @@ seconds, the median CPU seconds of the process (the work done, steadier than wal
 shared machine), and XLA / no-XLA ratios. The load average is printed before and after,
 since the machine may be shared.
 
+Beside the peer: with --peer_python (the Model Garden virtualenv's Python, see
+../shared/peers/README.md) the timed calls are split into --num_rounds rounds, and after each
+round the peer harness's own train step (its measure (b), `tf.function(task.train_step)` on
+batches of its own pipeline from --data) runs in each of --precisions in a subprocess
+(`bench/peer_phases.py train`), --num_steps timed calls after --warmup_steps, on the wall and
+the CPU clock. Ours and the peer's then alternate round by round in one session, and the
+ratios are printed per round and over all rounds (RetinaNet only).
+
 Usage (from the repository root):
   .venv/bin/python bench/train_step.py [--num_steps=10 --output_size=384 --batch_size=2]
+  .venv/bin/python bench/train_step.py --noxla --noinference --precisions=float32,bfloat16 \
+      --num_rounds=3 --peer_python=$HOME/.venvs/model-garden/bin/python
   .venv/bin/python bench/train_step.py --model=mask_rcnn --data='data/shapes/tfrecords/train-*' \
       [--params_override='frcnn_head: {num_convs: 4, num_fcs: 1}']
 """
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 
@@ -66,7 +77,19 @@ flags.DEFINE_integer("batch_size", 2, "Images per train step.")
 flags.DEFINE_integer("infer_batch_size", 1, "Images per inference call.")
 flags.DEFINE_integer("num_boxes", 6, "Random groundtruth boxes per training image.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed calls per variant (the first compiles).")
-flags.DEFINE_integer("num_steps", 10, "Timed calls per variant.")
+flags.DEFINE_integer("num_steps", 10, "Timed calls per variant and round.")
+flags.DEFINE_integer("num_rounds", 1, "Rounds of timed calls (the peer runs after each).")
+flags.DEFINE_string(
+    "peer_python",
+    "",
+    "The peer's Python (e.g. ~/.venvs/model-garden/bin/python): after each round, time the "
+    "Model Garden harness's RetinaNet train step in each of --precisions.",
+)
+flags.DEFINE_string(
+    "peer_harness",
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers", "modelgarden_bench.py"),
+    "The peer harness (with --peer_python).",
+)
 flags.DEFINE_float(
     "infer_score_threshold",
     0.0,
@@ -203,9 +226,10 @@ def _timed(fn, args):
     return time.perf_counter() - start, time.process_time() - cpu, values
 
 
-def _run(variants):
-    """Warm-up, then alternating timed calls.
+def _run(variants, after_round=None):
+    """Warm-up, then --num_rounds rounds of --num_steps alternating timed calls.
 
+    `after_round(round_index)`, if given, runs after each round (the peer's steps).
     Returns {name: (first, [wall seconds], [CPU seconds], last value)}.
     """
     results = {}
@@ -215,12 +239,94 @@ def _run(variants):
             _, _, value = _timed(fn, args)
         results[name] = (first, [], [], value)
         print(f"  {name}: first call (trace + compile) {first:.1f} s", flush=True)
-    for _ in range(FLAGS.num_steps):
-        for name, fn, args in variants:
-            seconds, cpu, value = _timed(fn, args)
-            first, walls, cpus, _ = results[name]
-            results[name] = (first, walls + [seconds], cpus + [cpu], value)
+    for round_index in range(FLAGS.num_rounds):
+        for _ in range(FLAGS.num_steps):
+            for name, fn, args in variants:
+                seconds, cpu, value = _timed(fn, args)
+                first, walls, cpus, _ = results[name]
+                results[name] = (first, walls + [seconds], cpus + [cpu], value)
+        if after_round:
+            after_round(round_index)
     return results
+
+
+def _peer_train_step(precision):
+    """The peer harness's train step in `precision`: {"all_s", "all_cpu_s", ...} per step."""
+    command = [
+        FLAGS.peer_python,
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_phases.py"),
+        "train",
+        "--harness",
+        FLAGS.peer_harness,
+        "--",
+        "--data",
+        FLAGS.data,
+        "--size",
+        str(FLAGS.output_size),
+        "--batch",
+        str(FLAGS.batch_size),
+        "--precision",
+        precision,
+        "--train_warmup",
+        str(FLAGS.warmup_steps),
+        "--train_steps",
+        str(FLAGS.num_steps),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"the peer's train step ({' '.join(command)}) failed:\n{completed.stderr[-3000:]}"
+        )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+class _PeerRounds:
+    """Runs and keeps the peer's train steps of each round, per precision."""
+
+    def __init__(self, precisions):
+        self.precisions = list(precisions)
+        self.rounds = []  # [{precision: peer_phases result}]
+
+    def __call__(self, round_index):
+        results = {}
+        for precision in self.precisions:
+            results[precision] = _peer_train_step(precision)
+            print(
+                f"  round {round_index + 1}: peer train step, {precision}: median "
+                f"{results[precision]['median_s']:.3f} s, "
+                f"{results[precision]['median_cpu_s']:.3f} CPU s",
+                flush=True,
+            )
+        self.rounds.append(results)
+
+    def pooled(self, precision, key):
+        return [x for results in self.rounds for x in results[precision][key]]
+
+
+def _print_peer_comparison(train, peer):
+    """Ours beside the peer per precision: over all rounds and round by round."""
+    print()
+    print(
+        "| train step, tf.function | ours s | peer s | ours / peer | ours CPU s | peer CPU s "
+        "| ours / peer, CPU | per-round ratios (wall; CPU) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for precision in peer.precisions:
+        _, walls, cpus, _ = train[f"train, tf.function, {precision}"]
+        wall, cpu = np.median(walls), np.median(cpus)
+        peer_wall = np.median(peer.pooled(precision, "all_s"))
+        peer_cpu = np.median(peer.pooled(precision, "all_cpu_s"))
+        per_round = []
+        for index, results in enumerate(peer.rounds):
+            mine = slice(index * FLAGS.num_steps, (index + 1) * FLAGS.num_steps)
+            per_round.append(
+                f"{np.median(walls[mine]) / np.median(results[precision]['all_s']):.2f}; "
+                f"{np.median(cpus[mine]) / np.median(results[precision]['all_cpu_s']):.2f}"
+            )
+        print(
+            f"| {precision} | {wall:.3f} | {peer_wall:.3f} | {wall / peer_wall:.2f} | "
+            f"{cpu:.3f} | {peer_cpu:.3f} | {cpu / peer_cpu:.2f} | {', '.join(per_round)} |"
+        )
 
 
 def _load():
@@ -229,8 +335,12 @@ def _load():
 
 def main(argv):
     del argv
-    if FLAGS.warmup_steps < 1 or FLAGS.num_steps < 1:
-        raise app.UsageError("--warmup_steps and --num_steps must be >= 1")
+    if FLAGS.warmup_steps < 1 or FLAGS.num_steps < 1 or FLAGS.num_rounds < 1:
+        raise app.UsageError("--warmup_steps, --num_steps and --num_rounds must be >= 1")
+    if FLAGS.peer_python and FLAGS.model != "retinanet":
+        raise app.UsageError("--peer_python: the peer's train step is timed for RetinaNet only")
+    if FLAGS.peer_python and not os.path.exists(FLAGS.peer_harness):
+        raise app.UsageError(f"--peer_harness={FLAGS.peer_harness} does not exist")
     load_before = _load()
     rng = np.random.default_rng(FLAGS.seed)
     params = _params()
@@ -273,7 +383,8 @@ def main(argv):
                     (features, labels),
                 )
             )
-    train = _run(train_variants)
+    peer = _PeerRounds(FLAGS.precisions) if FLAGS.peer_python else None
+    train = _run(train_variants, peer)
     infer = _run(_inference_variants(rng)) if FLAGS.inference else {}
     results = {**train, **infer}
 
@@ -295,14 +406,18 @@ def main(argv):
             f"median wall times), {np.median(top / bottom):.2f} (median of paired ratios), "
             f"{np.median(top_cpu) / np.median(bottom_cpu):.2f} (CPU seconds)"
         )
+    if peer:
+        _print_peer_comparison(train, peer)
     losses = {name: float(value) for name, (*_, value) in train.items()}
     print(f"last total loss: {losses}")
+    if peer:
+        print(f"peer's last loss: { {p: r['loss_last'] for p, r in peer.rounds[-1].items()} }")
     if infer:
         detections = {name: int(value["num_detections"][0]) for name, (*_, value) in infer.items()}
         print(f"detections per image: {detections}")
     print(f"load average (1, 5, 15 min) before: {load_before}; after: {_load()}")
     if FLAGS.json_out:
-        _write_json(results, size)
+        _write_json(results, size, peer)
     if FLAGS.profile_steps:
         _profile(train_variants[0], FLAGS.profile_steps)
 
@@ -340,17 +455,21 @@ def _ratio_pairs(results):
     return pairs
 
 
-def _write_json(results, size):
+def _write_json(results, size, peer):
     """The medians as {figure, unit, ours, peer} rows (bench/report.py collects them)."""
     rows = []
     for name, (_, seconds, cpus, _) in results.items():
         batch = FLAGS.batch_size if name.startswith("train") else FLAGS.infer_batch_size
         figure = f"{FLAGS.model} {name}, {size}, batch {batch}"
+        precision = name.rpartition(", ")[2]
+        has_peer = peer and name.startswith("train, tf.function") and precision in peer.precisions
+        peer_wall = float(np.median(peer.pooled(precision, "all_s"))) if has_peer else None
+        peer_cpu = float(np.median(peer.pooled(precision, "all_cpu_s"))) if has_peer else None
         rows.append(
-            {"figure": figure, "unit": "s", "ours": float(np.median(seconds)), "peer": None}
+            {"figure": figure, "unit": "s", "ours": float(np.median(seconds)), "peer": peer_wall}
         )
         rows.append(
-            {"figure": figure, "unit": "CPU s", "ours": float(np.median(cpus)), "peer": None}
+            {"figure": figure, "unit": "CPU s", "ours": float(np.median(cpus)), "peer": peer_cpu}
         )
     with open(FLAGS.json_out, "w") as f:
         json.dump(rows, f, indent=1)
