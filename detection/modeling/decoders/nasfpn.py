@@ -21,6 +21,7 @@ import dataclasses
 import keras
 
 from detection.modeling.decoders import nasfpn_cell
+from detection.modeling.layers import conv as conv_lib
 from detection.modeling.layers import dropblock as dropblock_lib
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers.resnet_blocks import BottleneckBlock
@@ -147,7 +148,7 @@ class NasFpn(keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name=name,
             )
-        return keras.layers.Conv2D(
+        return conv_lib.Conv2D(
             filters, kernel_size, padding="same", dtype=self.dtype_policy, name=name
         )
 

@@ -9,6 +9,7 @@ activation); then a 1x1 convolution to `num_classes` logits (N(0, 0.01) kernel, 
 
 import keras
 
+from detection.modeling.layers import conv as conv_lib
 from detection.modeling.layers import norm_activation as norm_lib
 
 
@@ -99,7 +100,7 @@ class SegmentationHead(keras.layers.Layer):
                 dtype=policy,
                 name="upsample",
             )
-        self._classifier = keras.layers.Conv2D(
+        self._classifier = conv_lib.Conv2D(
             self._num_classes,
             1,
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),

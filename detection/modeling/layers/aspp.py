@@ -10,6 +10,7 @@ through one more 1x1 conv + batch norm + activation.
 
 import keras
 
+from detection.modeling.layers import conv as conv_lib
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers.composite import Composite
 
@@ -32,7 +33,7 @@ class Aspp(Composite, keras.layers.Layer):
         policy = self.dtype_policy
 
         def conv(kernel_size, name, dilation_rate=1):
-            return keras.layers.Conv2D(
+            return conv_lib.Conv2D(
                 filters,
                 kernel_size,
                 padding="same",

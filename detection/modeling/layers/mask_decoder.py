@@ -16,6 +16,7 @@ import math
 import keras
 import tensorflow as tf
 
+from detection.modeling.layers import conv as conv_lib
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers.composite import Composite
 
@@ -108,7 +109,7 @@ class MaskDecoder(Composite, keras.layers.Layer):
             self._upsample = keras.layers.Conv2DTranspose(
                 num_filters, factor, strides=factor, dtype=self.dtype_policy, name="upsample"
             )
-        self._predict = keras.layers.Conv2D(
+        self._predict = conv_lib.Conv2D(
             self._mask_classes,
             1,
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),

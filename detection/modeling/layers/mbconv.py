@@ -20,6 +20,7 @@ N(0, sqrt(2 / fan_out)). Output sizes are `ceil(size / stride)` either way.
 
 import keras
 
+from detection.modeling.layers import conv as conv_lib
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers import squeeze_excitation
 from detection.modeling.layers import stochastic_depth
@@ -42,7 +43,7 @@ def pointwise_conv(filters, name, dtype=None, kernel_initializer=None):
     stride 1; same default variance-scaling initializer), as a single Keras layer: cheaper to
     build than the wrapper.
     """
-    return keras.layers.Conv2D(
+    return conv_lib.Conv2D(
         filters,
         1,
         use_bias=False,

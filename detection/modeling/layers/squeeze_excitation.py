@@ -9,6 +9,8 @@ and both 1x1 convolutions have biases.
 import keras
 import tensorflow as tf
 
+from detection.modeling.layers import conv as conv_lib
+
 
 def num_squeezed_filters(in_filters, se_ratio):
     """Channels of the squeeze convolution: `max(1, int(in_filters * se_ratio))`."""
@@ -51,14 +53,14 @@ class SqueezeExcitation(keras.layers.Layer):
             "expand_ratio": expand_ratio,
         }
         initializer = kernel_initializer or keras.initializers.VarianceScaling()
-        self._reduce = keras.layers.Conv2D(
+        self._reduce = conv_lib.Conv2D(
             num_squeezed_filters(in_filters, se_ratio),
             1,
             kernel_initializer=initializer,
             dtype=self.dtype_policy,
             name="reduce",
         )
-        self._expand = keras.layers.Conv2D(
+        self._expand = conv_lib.Conv2D(
             self._channels,
             1,
             kernel_initializer=initializer,
