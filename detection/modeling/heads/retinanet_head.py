@@ -14,6 +14,10 @@ ICCV 2017. As the original TPU framework:
   loss in the first iterations);
 - separable convolutions (depth multiplier 1) keep the Keras default
   initializers except for the class prior bias.
+
+In bfloat16 the levels from `min_level + 2` up (e.g. P5-P7) share one call of each
+convolution on a `LevelCanvas` (the same sums; on CPU a convolution call on such small maps
+costs mostly its fixed overhead); their batch norms still see each level alone.
 """
 
 import math
@@ -23,6 +27,7 @@ import keras
 from detection.modeling.layers import norm_activation as norm_lib
 from detection.modeling.layers.composite import Composite
 from detection.modeling.layers.conv import conv2d
+from detection.modeling.layers.level_canvas import LevelCanvas
 
 PRIOR_PROBABILITY = 0.01
 
@@ -48,6 +53,7 @@ class RetinaNetHead(Composite, keras.layers.Layer):
         use_separable_conv=False,
         use_batch_norm=True,
         norm_activation=None,
+        pack_coarse_levels=None,
         **kwargs,
     ):
         """Initializes the head.
@@ -65,6 +71,9 @@ class RetinaNetHead(Composite, keras.layers.Layer):
             when False only the activation.
           norm_activation: a `NormActivationConfig` (batch norm settings and
             the activation).
+          pack_coarse_levels: run the convolutions of levels `min_level + 2` and
+            up on one `LevelCanvas` (needs two such levels and static sizes);
+            None: when computing in bfloat16.
           **kwargs: `keras.layers.Layer` arguments.
 
         Raises:
@@ -91,6 +100,9 @@ class RetinaNetHead(Composite, keras.layers.Layer):
         self._anchors_per_location = anchors_per_location
         self._use_separable_conv = use_separable_conv
         self._use_batch_norm = use_batch_norm
+        if pack_coarse_levels is None:
+            pack_coarse_levels = self.compute_dtype == "bfloat16"
+        self._pack_coarse_levels = bool(pack_coarse_levels)
         norm_activation = norm_activation or norm_lib.NormActivationConfig()
         self._activation_fn = norm_activation.activation_fn
         levels = range(min_level, max_level + 1)
@@ -134,24 +146,60 @@ class RetinaNetHead(Composite, keras.layers.Layer):
             name=name,
         )
 
+    def _norm(self, x, level, norms, prefix, index, training):
+        if self._use_batch_norm:
+            return norms[f"{prefix}-{index}-{level}"](x, training=training)
+        return self._activation_fn(x)
+
     def _subnet(self, x, level, convs, norms, prefix, training):
         for i, conv in enumerate(convs):
-            x = conv(x)
-            if self._use_batch_norm:
-                x = norms[f"{prefix}-{i}-{level}"](x, training=training)
-            else:
-                x = self._activation_fn(x)
+            x = self._norm(conv(x), level, norms, prefix, i, training)
         return x
 
+    def _packed_subnets(self, features, levels, training):
+        """The class and box outputs of `levels`, every convolution once on a canvas."""
+        canvas = LevelCanvas([tuple(features[str(level)].shape[1:3]) for level in levels])
+        inputs = canvas.pack([features[str(level)] for level in levels])
+        outputs = []
+        for convs, norms, prefix, predict in (
+            (self._class_convs, self._class_norms, "class", self._class_predict),
+            (self._box_convs, self._box_norms, "box", self._box_predict),
+        ):
+            x = inputs
+            for i, conv in enumerate(convs):
+                maps = canvas.unpack(conv(x))
+                x = canvas.pack(
+                    [
+                        self._norm(m, level, norms, prefix, i, training)
+                        for m, level in zip(maps, levels)
+                    ]
+                )
+            outputs.append(dict(zip((str(level) for level in levels), canvas.unpack(predict(x)))))
+        return outputs
+
+    def _coarse_levels(self, features):
+        """The levels to pack on a canvas (none unless packing applies)."""
+        levels = list(range(self._min_level + 2, self._max_level + 1))
+        if not self._pack_coarse_levels or len(levels) < 2:
+            return []
+        if any(None in tuple(features[str(level)].shape[1:3]) for level in levels):
+            return []
+        return levels
+
     def call(self, features, training=None):
+        for level in range(self._min_level, self._max_level + 1):
+            if str(level) not in features:
+                raise KeyError(
+                    f"retinanet_head: no features for level {str(level)!r}; "
+                    f"got levels {sorted(features)}"
+                )
+        packed = self._coarse_levels(features)
         class_outputs = {}
         box_outputs = {}
         for level in range(self._min_level, self._max_level + 1):
+            if level in packed:
+                continue
             key = str(level)
-            if key not in features:
-                raise KeyError(
-                    f"retinanet_head: no features for level {key!r}; got levels {sorted(features)}"
-                )
             x = features[key]
             class_outputs[key] = self._class_predict(
                 self._subnet(x, level, self._class_convs, self._class_norms, "class", training)
@@ -159,4 +207,8 @@ class RetinaNetHead(Composite, keras.layers.Layer):
             box_outputs[key] = self._box_predict(
                 self._subnet(x, level, self._box_convs, self._box_norms, "box", training)
             )
+        if packed:
+            packed_class, packed_box = self._packed_subnets(features, packed, training)
+            class_outputs.update(packed_class)
+            box_outputs.update(packed_box)
         return class_outputs, box_outputs
