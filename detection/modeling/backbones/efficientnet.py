@@ -23,6 +23,7 @@ import math
 
 import keras
 
+from detection.modeling.layers import conv as conv_lib
 from detection.modeling.layers import mbconv
 from detection.modeling.layers import norm_activation as norm_lib
 
@@ -120,7 +121,7 @@ class EfficientNet(keras.layers.Layer):
         policy = self.dtype_policy
 
         stem_filters = mbconv.round_filters(STEM_FILTERS, width)
-        self._stem_conv = keras.layers.Conv2D(
+        self._stem_conv = conv_lib.Conv2D(
             stem_filters,
             3,
             strides=2,

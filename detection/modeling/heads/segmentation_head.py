@@ -72,7 +72,7 @@ class SegmentationHead(keras.layers.Layer):
         channels = int(input_shape[self._level][-1])
         policy = self.dtype_policy
         self._convs = [
-            keras.layers.Conv2D(
+            conv_lib.Conv2D(
                 channels,
                 3,
                 padding="same",

@@ -90,7 +90,7 @@ class MaskDecoder(Composite, keras.layers.Layer):
         self._norms = []
         for i in range(int(num_convs)):
             self._convs.append(
-                keras.layers.Conv2D(
+                conv_lib.Conv2D(
                     num_filters,
                     3,
                     padding="same",
