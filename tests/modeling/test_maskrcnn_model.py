@@ -20,6 +20,7 @@ from maskrcnn_tiny import (
     SAMPLES,
     tiny_params,
 )
+from train_batches import first_batch_with_objects
 
 from detection.core.modes import EVAL, PREDICT, TRAIN
 from detection.executor import optimizers
@@ -36,13 +37,11 @@ def batches(tiny_shapes):
     every head's gradient is active whatever seed earlier tests left behind.
     """
     model_fn = model_fn_factory.model_fn_from_params(tiny_params(tiny_shapes))
-    train_batches = iter(model_fn.input_fn(TRAIN)(None))
-    for _ in range(50):
-        train = next(train_batches)
-        if np.all(np.any(train[1]["gt_classes"].numpy() > 0, axis=1)):
-            break
-    else:
-        raise AssertionError("no train batch of 50 has an object in every image")
+    train = first_batch_with_objects(
+        model_fn.input_fn(TRAIN)(None),
+        lambda labels: np.sum(labels["gt_classes"].numpy() > 0, axis=1),
+        "an object",
+    )
     evaluation = next(iter(model_fn.input_fn(EVAL)(None)))
     return train, evaluation
 

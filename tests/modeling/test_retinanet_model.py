@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from train_batches import first_batch_with_objects
 
 from detection.configs import loader
 from detection.core.modes import EVAL, PREDICT, TRAIN
@@ -64,13 +65,9 @@ def batches(tiny_shapes):
     model tests).
     """
     model_fn = model_fn_factory.model_fn_from_params(tiny_params(tiny_shapes))
-    train_batches = iter(model_fn.input_fn(TRAIN)(None))
-    for _ in range(50):
-        train = next(train_batches)
-        if np.all(train[1]["num_positives"].numpy() > 0):
-            break
-    else:
-        raise AssertionError("no train batch of 50 has a positive anchor in every image")
+    train = first_batch_with_objects(
+        model_fn.input_fn(TRAIN)(None), lambda labels: labels["num_positives"], "a positive anchor"
+    )
     evaluation = next(iter(model_fn.input_fn(EVAL)(None)))
     return train, evaluation
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from train_batches import first_batch_with_objects
 
 from detection.configs import loader
 from detection.core.modes import EVAL, PREDICT, TRAIN
@@ -102,13 +103,11 @@ def batches(tiny_shapes):
     every loss is active whatever seed earlier tests left behind.
     """
     model_fn = model_fn_factory.model_fn_from_params(tiny_params(tiny_shapes))
-    train_batches = iter(model_fn.input_fn(TRAIN)(None))
-    for _ in range(50):
-        train = next(train_batches)
-        if np.all(np.any(train[1]["mask_is_valid"].numpy() > 0, axis=1)):
-            break
-    else:
-        raise AssertionError("no train batch of 50 has an instance in every image")
+    train = first_batch_with_objects(
+        model_fn.input_fn(TRAIN)(None),
+        lambda labels: np.sum(labels["mask_is_valid"].numpy(), axis=1),
+        "a sampled instance",
+    )
     evaluation = next(iter(model_fn.input_fn(EVAL)(None)))
     return train, evaluation
 
