@@ -49,8 +49,8 @@ def _our_commands(has_peer):
     """(name, argv without --json_out) of each of our benchmarks.
 
     The train step, input pipeline and serving benches alternate with the peer's own measures
-    themselves (their rows carry the peer's figure); the inference bench needs a trained shapes RetinaNet
-    (`make demo`) in --demo_dir and is left out without one.
+    themselves (their rows carry the peer's figure); the inference bench needs a trained shapes
+    RetinaNet (`make demo`) in --demo_dir and is left out without one.
     """
     size, batch = str(FLAGS.output_size), str(FLAGS.batch_size)
     peer = [f"--peer_python={FLAGS.peer_python}", f"--peer_harness={FLAGS.peer_harness}"]
